@@ -1,0 +1,180 @@
+//! `G`: a goroutine — a stack, a saved context, and the task it runs.
+//!
+//! # Ownership
+//!
+//! A `G` is allocated once and never freed: when its task ends it goes to a
+//! free list (per-P `gfree`, then the global one) and is reused by a later
+//! spawn, like Go's `gfput`/`gfget`. Every G ever made is in `Sched::allg`,
+//! so dumps and deadlock checks can walk them.
+//!
+//! Fields marked "owner" are touched only by the M currently running the G
+//! (or, while the G is not running, by whoever holds it: a run queue's
+//! consumer, the M parking it). `status` is the one field other threads read
+//! at any time.
+//!
+//! # Status transitions
+//!
+//! ```text
+//!   Idle --spawn--> Runnable --execute--> Running --yield--> Runnable
+//!                                            |  \--park--> Waiting --ready--> Runnable
+//!                                            \--exit--> Dead --gfput--> Idle
+//! ```
+
+use crate::stack::Stack;
+use std::cell::{Cell, UnsafeCell};
+use std::panic::Location;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub(crate) const G_IDLE: u32 = 0;
+pub(crate) const G_RUNNABLE: u32 = 1;
+pub(crate) const G_RUNNING: u32 = 2;
+pub(crate) const G_WAITING: u32 = 3;
+pub(crate) const G_DEAD: u32 = 4;
+
+/// What a goroutine runs: the spawned closure plus its result slot.
+/// `run` never unwinds (the packet catches panics).
+pub(crate) trait Task: Send + Sync {
+    fn run(self: Arc<Self>);
+}
+
+/// Why a goroutine is waiting (shown in dumps and deadlock reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitReason {
+    None,
+    JoinHandle,
+}
+
+impl WaitReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::None => "",
+            WaitReason::JoinHandle => "join",
+        }
+    }
+}
+
+#[repr(C)]
+pub(crate) struct G {
+    /// Saved stack pointer while not running (owner). Written by
+    /// `gort_switch` when the G switches out.
+    pub(crate) sched_sp: UnsafeCell<usize>,
+    /// The stack, taken from the P's cache when the G first runs (owner).
+    pub(crate) stack: Cell<Option<Stack>>,
+    /// Goroutine id, unique for the process lifetime (owner writes on spawn).
+    pub(crate) id: AtomicU64,
+    pub(crate) status: AtomicU32,
+    /// The task to run; taken by the G's entry (owner).
+    pub(crate) task: UnsafeCell<Option<Arc<dyn Task>>>,
+    /// Intrusive link for the global run queue and free lists (holder).
+    pub(crate) schedlink: Cell<*mut G>,
+    /// Why the G waits (owner).
+    pub(crate) waitreason: Cell<WaitReason>,
+    /// Where `spawn` was called (owner writes on spawn).
+    pub(crate) spawn_site: Cell<&'static Location<'static>>,
+}
+
+// SAFETY: a G is handed between threads only through the scheduler's queues
+// and parking protocol, which give one owner at a time (see module docs).
+unsafe impl Send for G {}
+// SAFETY: as above; fields shared across threads are atomics.
+unsafe impl Sync for G {}
+
+impl G {
+    pub(crate) fn new() -> G {
+        G {
+            sched_sp: UnsafeCell::new(0),
+            stack: Cell::new(None),
+            id: AtomicU64::new(0),
+            status: AtomicU32::new(G_IDLE),
+            task: UnsafeCell::new(None),
+            schedlink: Cell::new(std::ptr::null_mut()),
+            waitreason: Cell::new(WaitReason::None),
+            spawn_site: Cell::new(Location::caller()),
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn status(&self) -> u32 {
+        self.status.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_status(&self, s: u32) {
+        self.status.store(s, Ordering::Release)
+    }
+}
+
+/// A FIFO of Gs linked through `schedlink` (the global run queue, batches).
+pub(crate) struct GList {
+    head: *mut G,
+    tail: *mut G,
+    len: usize,
+}
+
+// SAFETY: the list only holds pointers to Gs that live forever; whoever owns
+// the list (under the sched lock) owns the Gs in it.
+unsafe impl Send for GList {}
+
+impl GList {
+    pub(crate) const fn new() -> GList {
+        GList {
+            head: std::ptr::null_mut(),
+            tail: std::ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn push_back(&mut self, gp: *mut G) {
+        // SAFETY: Gs are never freed; the caller owns `gp`.
+        unsafe { (*gp).schedlink.set(std::ptr::null_mut()) };
+        if self.tail.is_null() {
+            self.head = gp;
+        } else {
+            // SAFETY: tail is a G in this list, which we own.
+            unsafe { (*self.tail).schedlink.set(gp) };
+        }
+        self.tail = gp;
+        self.len += 1;
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<*mut G> {
+        if self.head.is_null() {
+            return None;
+        }
+        let gp = self.head;
+        // SAFETY: head is a G in this list, which we own.
+        self.head = unsafe { (*gp).schedlink.get() };
+        if self.head.is_null() {
+            self.tail = std::ptr::null_mut();
+        }
+        self.len -= 1;
+        Some(gp)
+    }
+
+    /// Moves all of `other` to the back of this list.
+    pub(crate) fn append(&mut self, other: &mut GList) {
+        if other.head.is_null() {
+            return;
+        }
+        if self.tail.is_null() {
+            self.head = other.head;
+        } else {
+            // SAFETY: tail is a G in this list, which we own.
+            unsafe { (*self.tail).schedlink.set(other.head) };
+        }
+        self.tail = other.tail;
+        self.len += other.len;
+        *other = GList::new();
+    }
+}

@@ -1,0 +1,161 @@
+//! `M`: an OS thread that runs goroutines while it holds a P.
+//!
+//! Every M has a scheduler stack (`g0`: the pthread's own stack, where
+//! `schedule` loops) and a signal stack (`gsignal`, installed with
+//! `sigaltstack` so the SIGSEGV of a goroutine stack overflow can be
+//! reported). Ms are created on demand by `startm`, live for the rest of the
+//! process, and park on their `park` note when idle.
+//!
+//! # Thread creation (DESIGN §1)
+//!
+//! `newm` calls `pthread_create` with every signal blocked, so no signal can
+//! land on the new thread before it has a signal stack and TLS. On the new
+//! thread `minit` records `gettid()` as `procid` (the `tgkill` target),
+//! installs the signal stack, sets the per-M TLS pointer, then restores the
+//! runtime's signal mask. We use pthreads, not a raw `clone(2)`: Ms run
+//! arbitrary Rust (malloc, `println!`, panics), which needs glibc's thread
+//! control block for errno, malloc arenas and TLS destructors.
+//!
+//! # TLS and migration
+//!
+//! A goroutine may resume on another M after any switch. LLVM may keep a
+//! TLS address in a register across a call (llvm#98479), so code on a G
+//! stack reads the current M only through `getm()`, an out-of-line function
+//! the optimiser cannot see through, and never keeps the result across a
+//! switch.
+
+use crate::g::G;
+use crate::note::Note;
+use crate::p::P;
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+
+/// What g0 must do with the G that just switched to it (the argument of
+/// Go's `mcall`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum After {
+    /// Nothing recorded (a bug if seen after a switch).
+    Nothing,
+    /// `yield_now`: requeue the G at the tail of the local queue.
+    Yield,
+    /// Park: mark the G waiting and run `park_fn`; if that returns false,
+    /// resume the G at once.
+    Park,
+    /// The G's task ended: free its stack and the G.
+    Exit,
+}
+
+/// The park callback, run on g0 once the G's context is saved. It publishes
+/// the G to whoever will wake it; returning false cancels the park.
+pub(crate) type ParkFn = *mut (dyn FnMut(*mut G) -> bool + 'static);
+
+pub(crate) struct M {
+    pub(crate) id: u64,
+    /// Kernel thread id, for `tgkill` (set by `minit`).
+    pub(crate) procid: AtomicI32,
+    /// g0's saved stack pointer while a goroutine runs.
+    pub(crate) g0_sp: UnsafeCell<usize>,
+    /// The goroutine running on this M, or null on g0.
+    pub(crate) curg: AtomicPtr<G>,
+    /// The P this M holds (null while idle).
+    pub(crate) p: AtomicPtr<P>,
+    /// The P to acquire when woken from `stopm` or started.
+    pub(crate) nextp: AtomicPtr<P>,
+    /// Whether this M is spinning (looking for work; counted in
+    /// `Sched::nmspinning`). This M, or `startm` while the M is parked.
+    pub(crate) spinning: Cell<bool>,
+    /// Where an idle M sleeps.
+    pub(crate) park: Note,
+    /// > 0 while runtime code runs on a goroutine stack: no preemption.
+    pub(crate) locks: Cell<u32>,
+    /// What to do after the current G switches to g0.
+    pub(crate) after: Cell<After>,
+    pub(crate) park_fn: Cell<Option<ParkFn>>,
+    /// xorshift state for steal order.
+    pub(crate) rng: Cell<u64>,
+    /// Base and size of the signal stack (for the overflow handler).
+    pub(crate) sigstack: Cell<(usize, usize)>,
+}
+
+// SAFETY: Cell fields are touched only by the M's own thread (the docs of
+// each say so); fields read by others are atomics.
+unsafe impl Sync for M {}
+// SAFETY: as above.
+unsafe impl Send for M {}
+
+impl M {
+    pub(crate) fn new(id: u64) -> M {
+        M {
+            id,
+            procid: AtomicI32::new(0),
+            g0_sp: UnsafeCell::new(0),
+            curg: AtomicPtr::new(std::ptr::null_mut()),
+            p: AtomicPtr::new(std::ptr::null_mut()),
+            nextp: AtomicPtr::new(std::ptr::null_mut()),
+            spinning: Cell::new(false),
+            park: Note::new(),
+            locks: Cell::new(0),
+            after: Cell::new(After::Nothing),
+            park_fn: Cell::new(None),
+            rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1),
+            sigstack: Cell::new((0, 0)),
+        }
+    }
+
+    pub(crate) fn curg(&self) -> *mut G {
+        self.curg.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn p(&self) -> *mut P {
+        self.p.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn fastrand(&self) -> u32 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        (x >> 32) as u32
+    }
+}
+
+thread_local! {
+    static CURRENT_M: Cell<*const M> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The M of the calling thread, or None on a thread that is not an M.
+///
+/// Out of line on purpose (see "TLS and migration" above). Async-signal-safe:
+/// a const-initialised thread local without destructor is plain static TLS.
+#[inline(never)]
+pub(crate) fn getm() -> Option<&'static M> {
+    let mp = CURRENT_M.with(|c| c.get());
+    // SAFETY: Ms are leaked at creation and never freed.
+    unsafe { mp.as_ref() }
+}
+
+pub(crate) fn setm(mp: &'static M) {
+    CURRENT_M.with(|c| c.set(mp));
+}
+
+/// Holds `m.locks` raised while runtime code runs on a goroutine stack.
+pub(crate) struct LockedM(&'static M);
+
+impl LockedM {
+    pub(crate) fn acquire() -> Option<LockedM> {
+        let mp = getm()?;
+        mp.locks.set(mp.locks.get() + 1);
+        Some(LockedM(mp))
+    }
+
+    pub(crate) fn m(&self) -> &'static M {
+        self.0
+    }
+}
+
+impl Drop for LockedM {
+    fn drop(&mut self) {
+        self.0.locks.set(self.0.locks.get() - 1);
+    }
+}

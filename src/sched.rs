@@ -1,0 +1,737 @@
+//! The scheduler: `Sched`, the schedule loop, finding work, stealing, and
+//! starting and stopping Ms.
+//!
+//! # Model (Go's, DESIGN §3)
+//!
+//! G = goroutine, M = OS thread, P = processor (the right to run Gs; there
+//! are `procs` of them). An M runs Gs only while it holds a P. Each M loops
+//! in `schedule` on its own scheduler stack (g0): find a runnable G, switch
+//! to it, and when the G switches back, do what it asked for (`After`):
+//! requeue it, park it, or free it. Doing that work on g0, after the G's
+//! registers are saved, is what makes parking race-free: nobody can resume a
+//! G whose context is still being written.
+//!
+//! # Spinning Ms
+//!
+//! An M with a P and nothing to run "spins": it looks for work to steal
+//! before giving up its P. At most half of the busy Ps may have a spinning
+//! M (Go's bound), so idle Ps do not burn CPU. Whoever makes a G runnable
+//! calls `wakep`, which starts a spinning M only if there is an idle P and
+//! no M is spinning already. The last spinning M to stop re-checks every
+//! run queue after it stops counting as spinning; the submitter checks
+//! `nmspinning` after publishing its G; SeqCst on both sides means at least
+//! one of them sees the other, so no runnable G is stranded while Ps idle.
+//!
+//! # Rejected approaches
+//!
+//! - One global queue under a lock (contention on every spawn and yield).
+//! - Handing each new G directly to an idle M (a futex wake per spawn,
+//!   thread ping-pong; Go's design notes call this out too).
+//! - Yield implemented as a direct G-to-G switch: cheaper by one switch, but
+//!   then requeueing the yielding G would race with its own context save.
+
+use crate::arch;
+use crate::g::{GList, Task, WaitReason, G, G_DEAD, G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING};
+use crate::lock::Mutex;
+use crate::m::{getm, setm, After, LockedM, M};
+use crate::p::{P, P_IDLE, P_RUNNING};
+use crate::runtime::Config;
+use crate::stack::{Stack, StackPool, CACHE_MAX};
+use std::panic::Location;
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Per-P free G list capacity; beyond it half goes to the global list.
+const GFREE_MAX: usize = 64;
+
+/// Scheduler stack (g0) of an M: the pthread stack.
+const G0_STACK_SIZE: usize = 512 * 1024;
+
+/// Process-wide scheduler state.
+pub(crate) struct Sched {
+    pub(crate) config: Config,
+    pub(crate) allp: Box<[P]>,
+    /// Global run queue, idle Ps and idle Ms.
+    pub(crate) lock: Mutex<SchedLocked>,
+    /// Mirror of the global run queue length, for lock-free peeking.
+    pub(crate) runqsize: AtomicUsize,
+    pub(crate) npidle: AtomicU32,
+    pub(crate) nmspinning: AtomicU32,
+    pub(crate) nmidle: AtomicU32,
+    /// Every M ever created (never freed).
+    pub(crate) allm: Mutex<Vec<&'static M>>,
+    pub(crate) mcount: AtomicU32,
+    /// Every G ever created (never freed).
+    pub(crate) allg: Mutex<Vec<*mut G>>,
+    pub(crate) gfree: Mutex<Vec<*mut G>>,
+    pub(crate) stacks: StackPool,
+    goidgen: AtomicU64,
+    /// Goroutines alive (spawned and not yet exited).
+    pub(crate) ngoroutines: AtomicU64,
+    pub(crate) spawned: AtomicU64,
+    /// The process's signal mask at start, restored on every new M.
+    pub(crate) init_sigmask: libc::sigset_t,
+}
+
+pub(crate) struct SchedLocked {
+    pub(crate) runq: GList,
+    /// Idle Ps, linked through `P::link`.
+    pub(crate) pidle: *mut P,
+    /// Idle Ms.
+    pub(crate) midle: Vec<&'static M>,
+}
+
+// SAFETY: the raw pointers in SchedLocked point at Ps (in the leaked
+// `allp`) and Gs (never freed); they are only used under the lock.
+unsafe impl Send for SchedLocked {}
+// SAFETY: `allg` and `gfree` hold pointers to Gs that live forever, handed
+// out under their locks.
+unsafe impl Sync for Sched {}
+// SAFETY: as above.
+unsafe impl Send for Sched {}
+
+static SCHED: once_cell::sync::OnceCell<Sched> = once_cell::sync::OnceCell::new();
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// The scheduler, if the runtime was started.
+pub(crate) fn try_sched() -> Option<&'static Sched> {
+    SCHED.get()
+}
+
+/// The scheduler; only call where the runtime is known to run.
+pub(crate) fn sched() -> &'static Sched {
+    match SCHED.get() {
+        Some(s) => s,
+        None => crate::fatal("gort runtime used before it was started"),
+    }
+}
+
+/// Starts the runtime with `config`. Returns false if it was already
+/// started (by anyone), in which case nothing changes.
+pub(crate) fn start(config: Config) -> bool {
+    let mut fresh = false;
+    SCHED.get_or_init(|| {
+        fresh = true;
+        Sched::new(config)
+    });
+    if fresh {
+        crate::signal::install_handlers();
+        STARTED.store(true, Ordering::Release);
+    }
+    fresh
+}
+
+impl Sched {
+    fn new(config: Config) -> Sched {
+        let allp: Box<[P]> = (0..config.procs).map(P::new).collect();
+        // Chain every P on the idle list.
+        let mut pidle: *mut P = std::ptr::null_mut();
+        for pp in allp.iter().rev() {
+            pp.link.set(pidle);
+            pidle = pp as *const P as *mut P;
+        }
+        let mut init_sigmask: libc::sigset_t = unsafe_zeroed_sigset();
+        // SAFETY: reads the calling thread's mask into a valid sigset_t.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, std::ptr::null(), &mut init_sigmask) };
+        crate::signal::unblock_runtime_signals(&mut init_sigmask);
+        Sched {
+            stacks: StackPool::new(config.stack_size),
+            npidle: AtomicU32::new(config.procs as u32),
+            config,
+            allp,
+            lock: Mutex::new(SchedLocked {
+                runq: GList::new(),
+                pidle,
+                midle: Vec::new(),
+            }),
+            runqsize: AtomicUsize::new(0),
+            nmspinning: AtomicU32::new(0),
+            nmidle: AtomicU32::new(0),
+            allm: Mutex::new(Vec::new()),
+            mcount: AtomicU32::new(0),
+            allg: Mutex::new(Vec::new()),
+            gfree: Mutex::new(Vec::new()),
+            goidgen: AtomicU64::new(0),
+            ngoroutines: AtomicU64::new(0),
+            spawned: AtomicU64::new(0),
+            init_sigmask,
+        }
+    }
+
+    pub(crate) fn procs(&self) -> usize {
+        self.allp.len()
+    }
+}
+
+fn unsafe_zeroed_sigset() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; all-zero is a valid (empty) set.
+    unsafe { std::mem::zeroed() }
+}
+
+// ---------------------------------------------------------------------------
+// Idle P and M lists (sched lock held).
+
+fn pidleget(sl: &mut SchedLocked, s: &Sched) -> *mut P {
+    let pp = sl.pidle;
+    if !pp.is_null() {
+        // SAFETY: Ps on the idle list are in `allp`, which lives forever.
+        sl.pidle = unsafe { (*pp).link.get() };
+        s.npidle.fetch_sub(1, Ordering::SeqCst);
+    }
+    pp
+}
+
+fn pidleput(sl: &mut SchedLocked, s: &Sched, pp: &P) {
+    debug_assert!(pp.runq.is_empty(), "pidleput: P with runnable Gs");
+    pp.status.store(P_IDLE, Ordering::Release);
+    pp.link.set(sl.pidle);
+    sl.pidle = pp as *const P as *mut P;
+    s.npidle.fetch_add(1, Ordering::SeqCst);
+}
+
+// ---------------------------------------------------------------------------
+// Global run queue.
+
+/// Puts a batch on the global run queue (sched lock held).
+fn globrunqputbatch(sl: &mut SchedLocked, s: &Sched, batch: &mut GList) {
+    s.runqsize.fetch_add(batch.len(), Ordering::SeqCst);
+    sl.runq.append(batch);
+}
+
+/// Takes Gs from the global queue (sched lock held): one to run, and up to
+/// a fair share more into `pp`'s local queue. `max` = 0 means no limit.
+fn globrunqget(sl: &mut SchedLocked, s: &Sched, pp: &P, max: usize) -> Option<*mut G> {
+    let size = sl.runq.len();
+    if size == 0 {
+        return None;
+    }
+    let mut n = (size / s.procs() + 1).min(size);
+    if max > 0 {
+        n = n.min(max);
+    }
+    n = n.min(crate::p::RUNQ_SIZE as usize / 2);
+    s.runqsize.fetch_sub(n, Ordering::SeqCst);
+    let gp = sl.runq.pop_front()?;
+    for _ in 1..n {
+        let g = sl.runq.pop_front().expect("global runq shorter than its count");
+        // The local queue has room: it is at most half full when we get
+        // here from find_runnable... but be safe on overflow.
+        if let Err(mut o) = pp.runq.put(g, false) {
+            s.runqsize.fetch_add(o.batch.len(), Ordering::SeqCst);
+            sl.runq.append(&mut o.batch);
+        }
+    }
+    Some(gp)
+}
+
+/// Queues `gp` on the P of the calling M (runnext if `next`), or globally
+/// if the caller holds no P. Then makes sure some M will run it.
+pub(crate) fn runqput_current(gp: *mut G, next: bool) {
+    let s = sched();
+    let locked = LockedM::acquire();
+    let pp = locked.as_ref().map(|l| l.m().p()).unwrap_or(std::ptr::null_mut());
+    if pp.is_null() {
+        let mut sl = s.lock.lock();
+        let mut one = GList::new();
+        one.push_back(gp);
+        globrunqputbatch(&mut sl, s, &mut one);
+    } else {
+        // SAFETY: the calling M holds `pp` and cannot lose it while
+        // `locked` prevents preemption.
+        runqput(s, unsafe { &*pp }, gp, next);
+    }
+    drop(locked);
+    wakep();
+}
+
+fn runqput(s: &Sched, pp: &P, gp: *mut G, next: bool) {
+    if let Err(mut o) = pp.runq.put(gp, next) {
+        let mut sl = s.lock.lock();
+        globrunqputbatch(&mut sl, s, &mut o.batch);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Starting, stopping and waking Ms.
+
+/// Starts an M for an idle P if there is one and no M is spinning already.
+pub(crate) fn wakep() {
+    let s = sched();
+    fence(Ordering::SeqCst);
+    if s.npidle.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    if s.nmspinning.load(Ordering::SeqCst) != 0
+        || s
+            .nmspinning
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+    {
+        return;
+    }
+    startm(s, std::ptr::null_mut(), true);
+}
+
+/// Runs some M on `pp` (an idle P if null). With `spinning`, the caller has
+/// already counted the new M in `nmspinning`.
+fn startm(s: &'static Sched, mut pp: *mut P, spinning: bool) {
+    let mut sl = s.lock.lock();
+    if pp.is_null() {
+        pp = pidleget(&mut sl, s);
+        if pp.is_null() {
+            drop(sl);
+            if spinning {
+                s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+            return;
+        }
+    }
+    let idle = sl.midle.pop();
+    drop(sl);
+    match idle {
+        Some(mp) => {
+            s.nmidle.fetch_sub(1, Ordering::SeqCst);
+            mp.nextp.store(pp, Ordering::Release);
+            mp.spinning.set(spinning);
+            mp.park.wakeup();
+        }
+        None => newm(s, pp, spinning),
+    }
+}
+
+/// Parks the calling M (which holds no P) until `startm` hands it a P.
+fn stopm(s: &'static Sched, mp: &'static M) {
+    debug_assert!(mp.p().is_null());
+    {
+        let mut sl = s.lock.lock();
+        mp.park.clear();
+        sl.midle.push(mp);
+        s.nmidle.fetch_add(1, Ordering::SeqCst);
+    }
+    mp.park.sleep();
+    let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+    assert!(!pp.is_null(), "stopm: woken without a P");
+    // SAFETY: Ps live forever in `allp`; startm gave us exclusive use.
+    acquirep(mp, unsafe { &*pp });
+}
+
+fn acquirep(mp: &'static M, pp: &P) {
+    mp.p.store(pp as *const P as *mut P, Ordering::Release);
+    pp.m.store(mp as *const M as *mut M, Ordering::Release);
+    pp.status.store(P_RUNNING, Ordering::Release);
+}
+
+fn releasep(mp: &'static M) -> &'static P {
+    let pp = mp.p.swap(std::ptr::null_mut(), Ordering::AcqRel);
+    assert!(!pp.is_null(), "releasep: M holds no P");
+    // SAFETY: Ps live forever in `allp`.
+    let pp = unsafe { &*pp };
+    pp.m.store(std::ptr::null_mut(), Ordering::Release);
+    pp
+}
+
+/// Creates a new M that will run on `pp`.
+fn newm(s: &'static Sched, pp: *mut P, spinning: bool) {
+    let id = s.mcount.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+    let mp: &'static M = Box::leak(Box::new(M::new(id)));
+    mp.nextp.store(pp, Ordering::Release);
+    mp.spinning.set(spinning);
+    s.allm.lock().push(mp);
+    crate::signal::spawn_thread(G0_STACK_SIZE, mstart, mp as *const M as *mut libc::c_void);
+}
+
+/// First function of every new M (on its own pthread).
+extern "C" fn mstart(arg: *mut libc::c_void) -> *mut libc::c_void {
+    // SAFETY: `arg` is the leaked M passed by newm.
+    let mp: &'static M = unsafe { &*(arg as *const M) };
+    let s = sched();
+    minit(s, mp);
+    let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+    // SAFETY: Ps live forever in `allp`; startm gave us exclusive use.
+    acquirep(mp, unsafe { &*pp });
+    schedule(s, mp)
+}
+
+fn minit(s: &Sched, mp: &'static M) {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    mp.procid.store(tid, Ordering::Release);
+    crate::signal::minit_signals(mp);
+    setm(mp);
+    crate::signal::set_thread_name(&format!("gort-m{}", mp.id));
+    // SAFETY: restores a mask computed at runtime start; the signal stack
+    // and TLS are in place, so our handlers can run on this thread now.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &s.init_sigmask, std::ptr::null_mut()) };
+}
+
+// ---------------------------------------------------------------------------
+// The schedule loop (g0).
+
+fn schedule(s: &'static Sched, mp: &'static M) -> ! {
+    loop {
+        let (gp, inherit) = find_runnable(s, mp);
+        if mp.spinning.get() {
+            reset_spinning(s, mp);
+        }
+        execute(s, mp, gp, inherit);
+    }
+}
+
+/// The M found work while spinning: stop counting as spinning, and if it
+/// was the last spinner, wake another M to keep looking (Go's
+/// `resetspinning`).
+fn reset_spinning(s: &'static Sched, mp: &'static M) {
+    mp.spinning.set(false);
+    let n = s.nmspinning.fetch_sub(1, Ordering::SeqCst) - 1;
+    if n == 0 {
+        wakep();
+    }
+}
+
+/// Runs `gp` on this M until it switches back, then carries out its
+/// request. `inherit`: gp continues the current time slice.
+fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
+    // SAFETY: we dequeued gp, so we own it until we publish it again.
+    let g = unsafe { &*gp };
+    let pp = mp.p();
+    debug_assert!(!pp.is_null());
+    if !inherit {
+        // SAFETY: we hold pp.
+        unsafe { (*pp).schedtick.fetch_add(1, Ordering::Relaxed) };
+    }
+    if g.stack.get().is_none() {
+        // SAFETY: we hold pp; gp has never run since it was (re)spawned.
+        let stack = stackalloc(s, unsafe { &*pp });
+        g.stack.set(Some(stack));
+        // SAFETY: the stack is ours and unused; hi is page-aligned.
+        let sp = unsafe { arch::init_stack(stack.hi, goroutine_entry, gp as *mut u8) };
+        // SAFETY: owner write; nobody else touches a runnable G's context.
+        unsafe { *g.sched_sp.get() = sp };
+    }
+    loop {
+        g.set_status(G_RUNNING);
+        mp.curg.store(gp, Ordering::Relaxed);
+        // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
+        // which is complete because gp was handed to us through a queue or
+        // park protocol that runs only after its switch finished.
+        unsafe { arch::gort_switch(mp.g0_sp.get(), *g.sched_sp.get()) };
+        mp.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        let after = mp.after.replace(After::Nothing);
+        match after {
+            After::Yield => {
+                g.set_status(G_RUNNABLE);
+                // SAFETY: still our P: it only changes hands on g0.
+                runqput(s, unsafe { &*mp.p() }, gp, false);
+                return;
+            }
+            After::Park => {
+                g.set_status(G_WAITING);
+                let f = mp.park_fn.take().expect("park without a park function");
+                // SAFETY: the closure lives on gp's stack, which stays put
+                // while gp is switched out; it is called once, here.
+                if unsafe { (*f)(gp) } {
+                    // gp is published: it is not ours anymore.
+                    return;
+                }
+                // Park cancelled: resume gp at once, same time slice.
+            }
+            After::Exit => {
+                gdestroy(s, mp, gp);
+                return;
+            }
+            After::Nothing => crate::fatal("goroutine switched to the scheduler without a request"),
+        }
+    }
+}
+
+/// Looks for a runnable G, stealing if allowed; parks the M when there is
+/// none. Returns the G and whether it inherits the time slice.
+fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
+    'top: loop {
+        // SAFETY: this M holds a P at the top of every round.
+        let pp: &'static P = unsafe { &*mp.p() };
+
+        // Fairness: now and then look at the global queue first, so a busy
+        // local queue cannot starve it.
+        if pp.schedtick.load(Ordering::Relaxed) % 61 == 0 && s.runqsize.load(Ordering::Relaxed) > 0 {
+            let mut sl = s.lock.lock();
+            if let Some(gp) = globrunqget(&mut sl, s, pp, 1) {
+                return (gp, false);
+            }
+        }
+        if let Some(r) = pp.runq.get() {
+            return r;
+        }
+        if s.runqsize.load(Ordering::Relaxed) > 0 {
+            let mut sl = s.lock.lock();
+            if let Some(gp) = globrunqget(&mut sl, s, pp, 0) {
+                return (gp, false);
+            }
+        }
+
+        // Steal, unless enough Ms are spinning already.
+        let procs = s.procs() as u32;
+        if mp.spinning.get()
+            || 2 * s.nmspinning.load(Ordering::SeqCst) < procs - s.npidle.load(Ordering::SeqCst)
+        {
+            if !mp.spinning.get() {
+                mp.spinning.set(true);
+                s.nmspinning.fetch_add(1, Ordering::SeqCst);
+            }
+            if let Some(gp) = steal_work(s, mp, pp) {
+                return (gp, false);
+            }
+        }
+
+        // Nothing: give up the P. Check the global queue once more under
+        // the lock, so a G queued there meanwhile is not stranded.
+        let mut sl = s.lock.lock();
+        if s.runqsize.load(Ordering::Relaxed) > 0 {
+            if let Some(gp) = globrunqget(&mut sl, s, pp, 0) {
+                return (gp, false);
+            }
+        }
+        let pp = releasep(mp);
+        pidleput(&mut sl, s, pp);
+        drop(sl);
+
+        if mp.spinning.get() {
+            // Stop counting as spinning *before* the last look, so that a
+            // submitter that saw nmspinning > 0 (and so did not wake
+            // anyone) is seen by this re-check. See module docs.
+            mp.spinning.set(false);
+            s.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if s.allp.iter().any(|p| !p.runq.is_empty()) || s.runqsize.load(Ordering::SeqCst) > 0 {
+                let mut sl = s.lock.lock();
+                let pp = pidleget(&mut sl, s);
+                drop(sl);
+                if !pp.is_null() {
+                    // SAFETY: pidleget gave us exclusive use of pp.
+                    acquirep(mp, unsafe { &*pp });
+                    mp.spinning.set(true);
+                    s.nmspinning.fetch_add(1, Ordering::SeqCst);
+                    continue 'top;
+                }
+            }
+        }
+        stopm(s, mp);
+    }
+}
+
+/// Tries every other P in random order, a few rounds, taking half its
+/// queue; on the last round also its runnext.
+fn steal_work(s: &Sched, mp: &M, pp: &P) -> Option<*mut G> {
+    let n = s.procs();
+    if n == 1 {
+        return None;
+    }
+    const ROUNDS: usize = 4;
+    for round in 0..ROUNDS {
+        let steal_next = round == ROUNDS - 1;
+        let start = mp.fastrand() as usize % n;
+        for i in 0..n {
+            let victim = &s.allp[(start + i) % n];
+            if std::ptr::eq(victim, pp) || victim.status.load(Ordering::Acquire) != P_RUNNING {
+                continue;
+            }
+            if let Some(gp) = pp.runq.steal_from(&victim.runq, steal_next) {
+                pp.steals.fetch_add(1, Ordering::Relaxed);
+                return Some(gp);
+            }
+        }
+        if s.runqsize.load(Ordering::Relaxed) > 0 {
+            let mut sl = s.lock.lock();
+            if let Some(gp) = globrunqget(&mut sl, s, pp, 0) {
+                return Some(gp);
+            }
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Stacks and G reuse.
+
+fn stackalloc(s: &Sched, pp: &P) -> Stack {
+    // SAFETY: only the owner M touches its P's stack cache.
+    let cache = unsafe { &mut *pp.stackcache.get() };
+    if cache.is_empty() {
+        s.stacks.refill(cache);
+    }
+    cache.pop().expect("stack cache refill produced nothing")
+}
+
+fn stackfree(s: &Sched, pp: &P, stack: Stack) {
+    // SAFETY: only the owner M touches its P's stack cache.
+    let cache = unsafe { &mut *pp.stackcache.get() };
+    cache.push(stack);
+    if cache.len() > CACHE_MAX {
+        s.stacks.drain_half(cache);
+    }
+}
+
+/// Frees a G whose task ended (on g0, after its last switch).
+fn gdestroy(s: &Sched, mp: &M, gp: *mut G) {
+    // SAFETY: gp's task ended and it switched out for the last time: we
+    // own it and its stack.
+    let g = unsafe { &*gp };
+    // SAFETY: we hold mp's P.
+    let pp = unsafe { &*mp.p() };
+    g.set_status(G_DEAD);
+    if let Some(stack) = g.stack.take() {
+        stackfree(s, pp, stack);
+    }
+    // SAFETY: owner write.
+    unsafe { *g.sched_sp.get() = 0 };
+    g.set_status(G_IDLE);
+    s.ngoroutines.fetch_sub(1, Ordering::Relaxed);
+    // SAFETY: only the owner M touches its P's free list.
+    let gfree = unsafe { &mut *pp.gfree.get() };
+    gfree.push(gp);
+    if gfree.len() > GFREE_MAX {
+        let at = gfree.len() / 2;
+        s.gfree.lock().extend(gfree.drain(at..));
+    }
+}
+
+fn gfget(s: &Sched, pp: Option<&P>) -> *mut G {
+    if let Some(pp) = pp {
+        // SAFETY: only the owner M touches its P's free list.
+        let gfree = unsafe { &mut *pp.gfree.get() };
+        if gfree.is_empty() {
+            let mut global = s.gfree.lock();
+            let n = global.len().min(GFREE_MAX / 2);
+            let at = global.len() - n;
+            gfree.extend(global.drain(at..));
+        }
+        if let Some(gp) = gfree.pop() {
+            return gp;
+        }
+    } else if let Some(gp) = s.gfree.lock().pop() {
+        return gp;
+    }
+    let gp = Box::into_raw(Box::new(G::new()));
+    s.allg.lock().push(gp);
+    gp
+}
+
+// ---------------------------------------------------------------------------
+// Goroutine side: spawn, entry, yield, park, ready, exit.
+
+/// Creates a goroutine running `task` and queues it (Go's `newproc`).
+/// Returns its id.
+pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> u64 {
+    let s = sched();
+    let locked = LockedM::acquire();
+    let pp = locked.as_ref().map(|l| l.m().p()).unwrap_or(std::ptr::null_mut());
+    // SAFETY: a non-null pp is held by this M, which cannot lose it while
+    // `locked` prevents preemption.
+    let gp = gfget(s, unsafe { pp.as_ref() });
+    // SAFETY: a free G is owned by whoever took it off the free list.
+    let g = unsafe { &*gp };
+    let id = s.goidgen.fetch_add(1, Ordering::Relaxed) + 1;
+    g.id.store(id, Ordering::Relaxed);
+    // SAFETY: owner write; the G is not queued yet.
+    unsafe { *g.task.get() = Some(task) };
+    g.spawn_site.set(site);
+    g.waitreason.set(WaitReason::None);
+    g.set_status(G_RUNNABLE);
+    s.ngoroutines.fetch_add(1, Ordering::Relaxed);
+    s.spawned.fetch_add(1, Ordering::Relaxed);
+    if pp.is_null() {
+        let mut sl = s.lock.lock();
+        let mut one = GList::new();
+        one.push_back(gp);
+        globrunqputbatch(&mut sl, s, &mut one);
+    } else {
+        // SAFETY: as above.
+        runqput(s, unsafe { &*pp }, gp, true);
+    }
+    drop(locked);
+    wakep();
+    id
+}
+
+/// Where every goroutine starts, on its own stack (called by gort_gstart).
+unsafe extern "C" fn goroutine_entry(arg: *mut u8) -> ! {
+    let gp = arg as *mut G;
+    // SAFETY: the G runs on this stack and owns its task slot.
+    let task = unsafe { (*(*gp).task.get()).take() };
+    match task {
+        // Task::run catches panics and never unwinds.
+        Some(t) => t.run(),
+        None => crate::fatal("goroutine started without a task"),
+    }
+    mcall(After::Exit);
+    crate::fatal("dead goroutine resumed")
+}
+
+/// Switches from the current goroutine to its M's g0, which then carries
+/// out `after`. Returns when the goroutine is resumed (maybe on another M).
+fn mcall(after: After) {
+    let mp = getm().expect("mcall outside an M");
+    let gp = mp.curg();
+    debug_assert!(!gp.is_null(), "mcall on g0");
+    mp.after.set(after);
+    // SAFETY: we are gp, running on mp; saving into gp's own context slot
+    // and resuming mp's g0, which is suspended in execute().
+    unsafe { arch::gort_switch((*gp).sched_sp.get(), *mp.g0_sp.get()) };
+    // From here on `mp` may be stale: we may run on another M.
+}
+
+/// The current goroutine, or null on a thread that is not running one.
+pub(crate) fn getg() -> *mut G {
+    match getm() {
+        Some(mp) => mp.curg(),
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// Yields the processor: the current goroutine goes to the back of its P's
+/// run queue. Outside a goroutine, yields the OS thread.
+pub(crate) fn gosched() {
+    if getg().is_null() {
+        std::thread::yield_now();
+        return;
+    }
+    mcall(After::Yield);
+}
+
+/// Parks the current goroutine. `publish` runs on g0 once the goroutine's
+/// context is saved; it must make the G reachable by its waker (who will
+/// call `ready`) and return true, or return false to resume at once. It must
+/// not touch its captures after the step that publishes the G.
+pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) {
+    let mp = getm().expect("park outside an M");
+    let gp = mp.curg();
+    assert!(!gp.is_null(), "park outside a goroutine");
+    // SAFETY: we are gp.
+    unsafe { (*gp).waitreason.set(reason) };
+    // SAFETY: erases the closure's lifetime; it stays valid because it
+    // lives on gp's stack, and g0 calls it before gp can resume.
+    let f: crate::m::ParkFn = unsafe { std::mem::transmute(publish as *mut dyn FnMut(*mut G) -> bool) };
+    mp.park_fn.set(Some(f));
+    mcall(After::Park);
+    // SAFETY: we are gp again.
+    unsafe { (*gp).waitreason.set(WaitReason::None) };
+}
+
+/// Makes a parked goroutine runnable (Go's `ready`). Callable from any
+/// thread: a goroutine, g0, or a plain thread.
+pub(crate) fn ready(gp: *mut G) {
+    // SAFETY: gp was published by `park`; the waker owns the right to ready
+    // it once.
+    let g = unsafe { &*gp };
+    let st = g.status();
+    if st != G_WAITING {
+        crate::fatal(&format!("ready: goroutine {} has status {st}, not waiting", g.id()));
+    }
+    g.set_status(G_RUNNABLE);
+    runqput_current(gp, true);
+}
+
+/// Whether the runtime has been started.
+pub(crate) fn started() -> bool {
+    STARTED.load(Ordering::Acquire)
+}

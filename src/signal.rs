@@ -1,0 +1,210 @@
+//! Signals and threads: `sigaction` for the runtime's handlers, the per-M
+//! signal stack, thread creation with signals blocked, and the SIGSEGV
+//! handler that turns a goroutine stack overflow into a clear message.
+//!
+//! The handlers run on the M's signal stack (`SA_ONSTACK`): a goroutine that
+//! overflowed its stack has no stack left to run a handler on.
+//!
+//! A fault that is not a goroutine stack overflow is passed to whatever
+//! handler was installed before ours (std installs one for thread stack
+//! overflows), or, if that was the default, re-raised with the default
+//! action so the process dies as it would have without gort.
+
+use crate::m::{getm, M};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Size of each M's signal stack.
+const SIGSTACK_SIZE: usize = 64 * 1024;
+
+/// Handlers that were installed before ours, for SIGSEGV and SIGBUS.
+static mut PREV_SEGV: Option<libc::sigaction> = None;
+static mut PREV_BUS: Option<libc::sigaction> = None;
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Signals the runtime relies on, unblocked on every M.
+const RUNTIME_SIGNALS: [libc::c_int; 3] = [libc::SIGSEGV, libc::SIGBUS, libc::SIGURG];
+
+pub(crate) fn unblock_runtime_signals(set: &mut libc::sigset_t) {
+    for sig in RUNTIME_SIGNALS {
+        // SAFETY: `set` is a valid, initialised sigset_t.
+        unsafe { libc::sigdelset(set, sig) };
+    }
+}
+
+/// Installs the runtime's fault handlers (once per process).
+pub(crate) fn install_handlers() {
+    if INSTALLED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: runs once, before any M exists, so nothing reads PREV_* yet;
+    // the sigaction structs are fully initialised.
+    unsafe {
+        PREV_SEGV = Some(install(libc::SIGSEGV, fault_handler));
+        PREV_BUS = Some(install(libc::SIGBUS, fault_handler));
+    }
+}
+
+type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// # Safety
+/// Replaces the process-wide disposition of `sig`.
+unsafe fn install(sig: libc::c_int, handler: Handler) -> libc::sigaction {
+    // SAFETY: zeroed sigaction is valid; we fill the fields we need.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = handler as usize;
+    sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
+    // SAFETY: sa_mask is a valid sigset_t inside `sa`.
+    unsafe { libc::sigfillset(&mut sa.sa_mask) };
+    // SAFETY: as above.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call.
+    if unsafe { libc::sigaction(sig, &sa, &mut old) } != 0 {
+        crate::fatal(&format!("sigaction({sig}) failed: {}", std::io::Error::last_os_error()));
+    }
+    old
+}
+
+/// SIGSEGV/SIGBUS: a goroutine stack overflow gets a clear message and an
+/// abort; anything else goes to the previous handler.
+extern "C" fn fault_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let addr = unsafe { (*info).si_addr() } as usize;
+    if let Some(mp) = getm() {
+        let gp = mp.curg();
+        if !gp.is_null() {
+            // SAFETY: curg is the G running on this thread; Gs live forever.
+            let g = unsafe { &*gp };
+            if let Some(stack) = g.stack.get() {
+                if stack.guard_contains(addr) {
+                    report_overflow(g.id(), stack.hi - stack.lo, addr);
+                }
+            }
+        }
+    }
+    // SAFETY: PREV_* were written once before any handler could run.
+    let prev = unsafe {
+        if sig == libc::SIGSEGV {
+            (*std::ptr::addr_of!(PREV_SEGV)).as_ref()
+        } else {
+            (*std::ptr::addr_of!(PREV_BUS)).as_ref()
+        }
+    };
+    match prev {
+        Some(p) if p.sa_sigaction != libc::SIG_DFL && p.sa_sigaction != libc::SIG_IGN => {
+            if p.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: the previous handler was installed as an
+                // SA_SIGINFO handler with this signature.
+                let h: Handler = unsafe { std::mem::transmute(p.sa_sigaction) };
+                h(sig, info, ctx);
+            } else {
+                // SAFETY: a plain handler takes the signal number only.
+                let h: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(p.sa_sigaction) };
+                h(sig);
+            }
+        }
+        _ => {
+            // Default action: restore it and return; the faulting
+            // instruction runs again and the kernel kills the process with
+            // the right signal (and core dump).
+            // SAFETY: resetting a disposition to SIG_DFL is always valid.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+}
+
+fn report_overflow(id: u64, size: usize, addr: usize) -> ! {
+    let mut buf = [0u8; 256];
+    let mut w = crate::trace::FixedBuf::new(&mut buf);
+    use std::fmt::Write;
+    let _ = write!(
+        w,
+        "goroutine {id} stack overflow (stack size {size} bytes, fault at {addr:#x})\n\
+         fatal error: stack overflow\n"
+    );
+    write_stderr(w.as_bytes());
+    // SAFETY: abort is async-signal-safe.
+    unsafe { libc::abort() }
+}
+
+/// Writes to fd 2 without locking or allocating (async-signal-safe).
+pub(crate) fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: writes from a valid buffer to fd 2.
+        let n = unsafe { libc::write(2, bytes.as_ptr() as *const libc::c_void, bytes.len()) };
+        if n < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Per-M signal setup, on the M's own thread: the signal stack.
+pub(crate) fn minit_signals(mp: &M) {
+    // SAFETY: anonymous private mapping; no existing memory is affected.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            SIGSTACK_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        crate::fatal(&format!("cannot map a signal stack: {}", std::io::Error::last_os_error()));
+    }
+    let ss = libc::stack_t {
+        ss_sp: base,
+        ss_flags: 0,
+        ss_size: SIGSTACK_SIZE,
+    };
+    // SAFETY: `ss` describes memory we own for the life of the thread (Ms
+    // never exit).
+    if unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) } != 0 {
+        crate::fatal(&format!("sigaltstack failed: {}", std::io::Error::last_os_error()));
+    }
+    mp.sigstack.set((base as usize, SIGSTACK_SIZE));
+}
+
+/// Creates a detached pthread running `start(arg)` with every signal
+/// blocked during creation (the new thread unblocks them in `minit`).
+pub(crate) fn spawn_thread(
+    stack_size: usize,
+    start: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
+    arg: *mut libc::c_void,
+) {
+    // SAFETY: plain libc calls on locally owned, initialised structures.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        libc::pthread_attr_init(&mut attr);
+        libc::pthread_attr_setstacksize(&mut attr, stack_size);
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        let mut tid: libc::pthread_t = std::mem::zeroed();
+        let r = libc::pthread_create(&mut tid, &attr, start, arg);
+        libc::pthread_attr_destroy(&mut attr);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if r != 0 {
+            crate::fatal(&format!(
+                "cannot create an OS thread for the runtime: {}",
+                std::io::Error::from_raw_os_error(r)
+            ));
+        }
+    }
+}
+
+/// Names the calling thread (shown by gdb, perf, top -H).
+pub(crate) fn set_thread_name(name: &str) {
+    let mut buf = [0u8; 16];
+    let n = name.len().min(15);
+    buf[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: `buf` is NUL-terminated and at most 16 bytes, as required.
+    unsafe { libc::pthread_setname_np(libc::pthread_self(), buf.as_ptr() as *const libc::c_char) };
+}
