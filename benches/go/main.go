@@ -1,0 +1,86 @@
+// Command gortbench is the Go side of the gort-vs-Go comparison run by
+// compare.sh. It mirrors benches/compare.rs: same workloads, same arguments,
+// same method (one warm-up run, then the best of `runs`), same output line:
+//
+//	gortbench <workload> [n=<N>] [runs=<R>]
+//	spawn_join procs=1 n=1000000 ns_per_op=123.4
+//
+// The number of Ps comes from GOMAXPROCS (compare.sh sets it). Each
+// workload lives in its own file and registers itself in `workloads`.
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A workload runs its work once with parameter n and returns the elapsed
+// time and the number of operations done.
+type workload struct {
+	defaultN uint64
+	run      func(n uint64) (time.Duration, uint64)
+}
+
+var workloads = map[string]workload{}
+
+func usage() {
+	var names []string
+	for name := range workloads {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(os.Stderr, "usage: gortbench <workload> [n=<N>] [runs=<R>]\nworkloads: %s\n",
+		strings.Join(names, ", "))
+	os.Exit(2)
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "gortbench: "+format+"\n", args...)
+	usage()
+}
+
+func main() {
+	var name string
+	var n uint64
+	runs := uint64(5)
+	for _, arg := range os.Args[1:] {
+		var err error
+		switch {
+		case strings.HasPrefix(arg, "n="):
+			n, err = strconv.ParseUint(arg[2:], 10, 64)
+		case strings.HasPrefix(arg, "runs="):
+			runs, err = strconv.ParseUint(arg[5:], 10, 64)
+		case name == "":
+			name = arg
+		default:
+			fail("unexpected argument %q", arg)
+		}
+		if err != nil {
+			fail("bad argument %q", arg)
+		}
+	}
+	w, ok := workloads[name]
+	if !ok {
+		fail("unknown workload %q", name)
+	}
+	if n == 0 {
+		n = w.defaultN
+	}
+	if runs == 0 {
+		fail("runs must be at least 1")
+	}
+
+	w.run(n) // warm-up
+	best := math.Inf(1)
+	for r := uint64(0); r < runs; r++ {
+		elapsed, ops := w.run(n)
+		best = math.Min(best, float64(elapsed.Nanoseconds())/float64(ops))
+	}
+	fmt.Printf("%s procs=%d n=%d ns_per_op=%.1f\n", name, runtime.GOMAXPROCS(0), n, best)
+}
