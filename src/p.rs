@@ -159,7 +159,12 @@ impl RunQueue {
         if !next.is_null()
             && self
                 .runnext
-                .compare_exchange(next, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(
+                    next,
+                    std::ptr::null_mut(),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
         {
             return Some((next, true));
@@ -196,7 +201,12 @@ impl RunQueue {
                     if !next.is_null() {
                         if self
                             .runnext
-                            .compare_exchange(next, std::ptr::null_mut(), Ordering::AcqRel, Ordering::Relaxed)
+                            .compare_exchange(
+                                next,
+                                std::ptr::null_mut(),
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
                             .is_err()
                         {
                             continue;
@@ -213,7 +223,8 @@ impl RunQueue {
             }
             for i in 0..n {
                 let gp = self.slot(h.wrapping_add(i)).load(Ordering::Relaxed);
-                dst.slot(dst_tail.wrapping_add(i)).store(gp, Ordering::Relaxed);
+                dst.slot(dst_tail.wrapping_add(i))
+                    .store(gp, Ordering::Relaxed);
             }
             if self
                 .head

@@ -68,11 +68,25 @@ impl fmt::Display for Error {
                 "gort: the runtime is already started; configure it with Builder::start() \
                  before the first gort::run or spawn"
             ),
-            Error::BadEnv { var, value, expected } => {
-                write!(f, "gort: bad environment variable {var}={value:?}: expected {expected}")
+            Error::BadEnv {
+                var,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "gort: bad environment variable {var}={value:?}: expected {expected}"
+                )
             }
-            Error::BadSetting { setting, value, expected } => {
-                write!(f, "gort: bad Builder setting {setting}({value}): expected {expected}")
+            Error::BadSetting {
+                setting,
+                value,
+                expected,
+            } => {
+                write!(
+                    f,
+                    "gort: bad Builder setting {setting}({value}): expected {expected}"
+                )
             }
         }
     }
@@ -265,7 +279,8 @@ fn parse_maxprocs(v: &str) -> Result<usize, Error> {
 
 /// Parses `GORT_DEBUG`: comma-separated `name=value` pairs, like GODEBUG.
 pub(crate) fn parse_debug(v: &str) -> Result<DebugFlags, Error> {
-    const EXPECTED: &str = "comma-separated settings: schedtrace=MS, scheddetail=0|1, asyncpreemptoff=0|1";
+    const EXPECTED: &str =
+        "comma-separated settings: schedtrace=MS, scheddetail=0|1, asyncpreemptoff=0|1";
     let bad = || Error::BadEnv {
         var: "GORT_DEBUG",
         value: v.to_string(),

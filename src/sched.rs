@@ -213,7 +213,10 @@ fn globrunqget(sl: &mut SchedLocked, s: &Sched, pp: &P, max: usize) -> Option<*m
     s.runqsize.fetch_sub(n, Ordering::SeqCst);
     let gp = sl.runq.pop_front()?;
     for _ in 1..n {
-        let g = sl.runq.pop_front().expect("global runq shorter than its count");
+        let g = sl
+            .runq
+            .pop_front()
+            .expect("global runq shorter than its count");
         // The local queue has room: it is at most half full when we get
         // here from find_runnable... but be safe on overflow.
         if let Err(mut o) = pp.runq.put(g, false) {
@@ -229,7 +232,10 @@ fn globrunqget(sl: &mut SchedLocked, s: &Sched, pp: &P, max: usize) -> Option<*m
 pub(crate) fn runqput_current(gp: *mut G, next: bool) {
     let s = sched();
     let locked = LockedM::acquire();
-    let pp = locked.as_ref().map(|l| l.m().p()).unwrap_or(std::ptr::null_mut());
+    let pp = locked
+        .as_ref()
+        .map(|l| l.m().p())
+        .unwrap_or(std::ptr::null_mut());
     if pp.is_null() {
         let mut sl = s.lock.lock();
         let mut one = GList::new();
@@ -262,8 +268,7 @@ pub(crate) fn wakep() {
         return;
     }
     if s.nmspinning.load(Ordering::SeqCst) != 0
-        || s
-            .nmspinning
+        || s.nmspinning
             .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
     {
@@ -453,7 +458,8 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
 
         // Fairness: now and then look at the global queue first, so a busy
         // local queue cannot starve it.
-        if pp.schedtick.load(Ordering::Relaxed) % 61 == 0 && s.runqsize.load(Ordering::Relaxed) > 0 {
+        if pp.schedtick.load(Ordering::Relaxed) % 61 == 0 && s.runqsize.load(Ordering::Relaxed) > 0
+        {
             let mut sl = s.lock.lock();
             if let Some(gp) = globrunqget(&mut sl, s, pp, 1) {
                 return (gp, false);
@@ -624,7 +630,10 @@ fn gfget(s: &Sched, pp: Option<&P>) -> *mut G {
 pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> u64 {
     let s = sched();
     let locked = LockedM::acquire();
-    let pp = locked.as_ref().map(|l| l.m().p()).unwrap_or(std::ptr::null_mut());
+    let pp = locked
+        .as_ref()
+        .map(|l| l.m().p())
+        .unwrap_or(std::ptr::null_mut());
     // SAFETY: a non-null pp is held by this M, which cannot lose it while
     // `locked` prevents preemption.
     let gp = gfget(s, unsafe { pp.as_ref() });
@@ -710,7 +719,8 @@ pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) 
     unsafe { (*gp).waitreason.set(reason) };
     // SAFETY: erases the closure's lifetime; it stays valid because it
     // lives on gp's stack, and g0 calls it before gp can resume.
-    let f: crate::m::ParkFn = unsafe { std::mem::transmute(publish as *mut dyn FnMut(*mut G) -> bool) };
+    let f: crate::m::ParkFn =
+        unsafe { std::mem::transmute(publish as *mut dyn FnMut(*mut G) -> bool) };
     mp.park_fn.set(Some(f));
     mcall(After::Park);
     // SAFETY: we are gp again.
@@ -725,7 +735,10 @@ pub(crate) fn ready(gp: *mut G) {
     let g = unsafe { &*gp };
     let st = g.status();
     if st != G_WAITING {
-        crate::fatal(&format!("ready: goroutine {} has status {st}, not waiting", g.id()));
+        crate::fatal(&format!(
+            "ready: goroutine {} has status {st}, not waiting",
+            g.id()
+        ));
     }
     g.set_status(G_RUNNABLE);
     runqput_current(gp, true);

@@ -59,7 +59,10 @@ unsafe fn install(sig: libc::c_int, handler: Handler) -> libc::sigaction {
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call.
     if unsafe { libc::sigaction(sig, &sa, &mut old) } != 0 {
-        crate::fatal(&format!("sigaction({sig}) failed: {}", std::io::Error::last_os_error()));
+        crate::fatal(&format!(
+            "sigaction({sig}) failed: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     old
 }
@@ -155,7 +158,10 @@ pub(crate) fn minit_signals(mp: &M) {
         )
     };
     if base == libc::MAP_FAILED {
-        crate::fatal(&format!("cannot map a signal stack: {}", std::io::Error::last_os_error()));
+        crate::fatal(&format!(
+            "cannot map a signal stack: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     let ss = libc::stack_t {
         ss_sp: base,
@@ -165,7 +171,10 @@ pub(crate) fn minit_signals(mp: &M) {
     // SAFETY: `ss` describes memory we own for the life of the thread (Ms
     // never exit).
     if unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) } != 0 {
-        crate::fatal(&format!("sigaltstack failed: {}", std::io::Error::last_os_error()));
+        crate::fatal(&format!(
+            "sigaltstack failed: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     mp.sigstack.set((base as usize, SIGSTACK_SIZE));
 }

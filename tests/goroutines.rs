@@ -52,7 +52,9 @@ fn panic_in_goroutine_reaches_join() {
         let n = std::hint::black_box(42);
         let h = gort::spawn(move || -> u32 { panic!("boom {n}") });
         let err = h.join().expect_err("join must report the panic");
-        err.downcast_ref::<String>().cloned().expect("String payload")
+        err.downcast_ref::<String>()
+            .cloned()
+            .expect("String payload")
     });
     assert_eq!(msg, "boom 42");
 }
@@ -110,8 +112,12 @@ fn exit_outside_goroutine_is_a_clear_panic() {
 #[test]
 fn run_inside_goroutine_is_a_clear_panic() {
     let msg = gort::run(|| {
-        let err = gort::spawn(|| gort::run(|| 1)).join().expect_err("nested run must panic");
-        err.downcast_ref::<&str>().map(|s| s.to_string()).unwrap_or_default()
+        let err = gort::spawn(|| gort::run(|| 1))
+            .join()
+            .expect_err("nested run must panic");
+        err.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
     });
     assert!(msg.contains("inside a goroutine"), "{msg}");
 }
@@ -121,9 +127,7 @@ fn current_id_is_unique_per_goroutine() {
     assert_eq!(gort::current_id(), 0, "plain thread has id 0");
     let ids = gort::run(|| {
         let me = gort::current_id();
-        let hs: Vec<_> = (0..1000)
-            .map(|_| gort::spawn(gort::current_id))
-            .collect();
+        let hs: Vec<_> = (0..1000).map(|_| gort::spawn(gort::current_id)).collect();
         let mut ids: Vec<u64> = hs.iter().map(|h| h.id()).collect();
         let got: Vec<u64> = hs.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(ids, got, "JoinHandle::id matches current_id inside");

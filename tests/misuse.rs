@@ -63,12 +63,20 @@ fn bad_maxprocs_names_the_variable() {
 fn good_maxprocs_is_used() {
     let out = run_child("child_run_with_env", &[("GORT_MAXPROCS", "3")], T);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("RESULT: 5 procs=3"), "{stdout}\n{}", stderr(&out));
+    assert!(
+        stdout.contains("RESULT: 5 procs=3"),
+        "{stdout}\n{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn bad_debug_names_the_variable() {
-    let out = run_child("child_run_with_env", &[("GORT_DEBUG", "schedtrace=soon")], T);
+    let out = run_child(
+        "child_run_with_env",
+        &[("GORT_DEBUG", "schedtrace=soon")],
+        T,
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("GORT_DEBUG=\"schedtrace=soon\""), "{err}");
@@ -142,6 +150,12 @@ fn child_segfault() {
 #[test]
 fn plain_segfault_is_not_hidden() {
     let out = run_child("child_segfault", &[], T);
-    assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{:?}\n{}", out.status, stderr(&out));
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGSEGV),
+        "{:?}\n{}",
+        out.status,
+        stderr(&out)
+    );
     assert!(!stderr(&out).contains("stack overflow"));
 }

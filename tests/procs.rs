@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 fn start() {
     static START: Once = Once::new();
     START.call_once(|| {
-        gort::Builder::new().procs(2).start().expect("start gort with 2 procs");
+        gort::Builder::new()
+            .procs(2)
+            .start()
+            .expect("start gort with 2 procs");
     });
 }
 
@@ -47,7 +50,10 @@ fn both_procs_run_goroutines_and_steal() {
         }
     });
     let n = tids.lock().unwrap().len();
-    assert!(n >= 2, "goroutines ran on {n} thread(s); expected both Ps busy");
+    assert!(
+        n >= 2,
+        "goroutines ran on {n} thread(s); expected both Ps busy"
+    );
     let st = gort::stats();
     assert!(st.steals > steals_before, "no steals recorded: {st:?}");
     assert_eq!(st.procs, 2);
@@ -67,7 +73,10 @@ fn parallel_speedup_is_visible() {
         b.join().unwrap();
         t0.elapsed()
     });
-    assert!(wall < Duration::from_millis(550), "no parallelism: {wall:?}");
+    assert!(
+        wall < Duration::from_millis(550),
+        "no parallelism: {wall:?}"
+    );
 }
 
 #[test]
@@ -102,14 +111,20 @@ fn child_idle_cpu() {
     let used = common::process_cpu_time() - before;
     // A spinning M would burn ~2 s here; parked Ms burn nothing. Allow
     // 100ms for the test harness and clock-tick granularity.
-    assert!(used < Duration::from_millis(100), "idle runtime used {used:?} of CPU in 2s");
+    assert!(
+        used < Duration::from_millis(100),
+        "idle runtime used {used:?} of CPU in 2s"
+    );
     println!("IDLE OK: {used:?} of CPU in 2s");
 }
 
 #[test]
 fn second_configuration_is_an_error() {
     start();
-    let err = gort::Builder::new().procs(1).start().expect_err("already started");
+    let err = gort::Builder::new()
+        .procs(1)
+        .start()
+        .expect_err("already started");
     assert_eq!(err, gort::Error::AlreadyStarted);
     assert!(err.to_string().contains("already started"), "{err}");
 }

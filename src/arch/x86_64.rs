@@ -37,12 +37,12 @@ pub(crate) unsafe fn init_stack(top: usize, entry: EntryFn, arg: *mut u8) -> usi
     let frame = sp as *mut u64;
     let words: [u64; 8] = [
         MXCSR_DEFAULT | (FCW_DEFAULT << 32),
-        0,                          // r15
-        0,                          // r14
-        arg as u64,                 // r13
-        entry as *const () as usize as u64, // r12
-        0,                          // rbx
-        0,                          // rbp: ends the frame-pointer chain
+        0,                                        // r15
+        0,                                        // r14
+        arg as u64,                               // r13
+        entry as *const () as usize as u64,       // r12
+        0,                                        // rbx
+        0,                                        // rbp: ends the frame-pointer chain
         gort_gstart as *const () as usize as u64, // return address
     ];
     for (i, w) in words.iter().enumerate() {

@@ -10,10 +10,16 @@ use std::time::{Duration, Instant};
 pub fn run_child(test: &str, env: &[(&str, &str)], timeout: Duration) -> Output {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"])
-        .env("GORT_TEST_CHILD", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--exact",
+        test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("GORT_TEST_CHILD", "1")
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
