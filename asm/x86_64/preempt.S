@@ -1,0 +1,138 @@
+/*
+ * x86_64 asynchronous preemption trampoline.
+ *
+ * The SIGURG handler (src/signal.rs, via arch::inject_async_preempt) makes
+ * the interrupted goroutine "call" gort_async_preempt: it stores the
+ * interrupted rip 136 bytes below the interrupted rsp — below the 128-byte
+ * red zone, which a leaf function may be using — sets rsp to that slot and
+ * rip to gort_async_preempt. So on entry:
+ *
+ *     rsp + 136 ->  interrupted rsp (CFA)
+ *     rsp + 8   ->  128-byte red zone of the interrupted code (untouched)
+ *     rsp       ->  interrupted rip (our "return address")
+ *     every other register: exactly as interrupted (rsp is 8-aligned or
+ *     worse: the interrupted code may be anywhere, even mid-push)
+ *
+ * The frame we build (rbp-based, rbp = rsp after `push rbp`):
+ *
+ *     rbp + 8   ->  interrupted rip   \ an ordinary frame record, so perf's
+ *     rbp       ->  interrupted rbp   / frame-pointer walk goes through us
+ *     rbp - 8   ->  rflags
+ *     rbp - 16  ->  rax, then rbx, rcx, rdx, rsi, rdi, r8 ... r15 (rbp - 128)
+ *     below     ->  64-byte aligned XSAVE area (gort_xsave_size bytes), or
+ *                   FXSAVE (512 bytes) on CPUs without OSXSAVE
+ *
+ * Contract:
+ * In:    as above; the handler checked there is room on the goroutine stack.
+ * Calls: gort_async_preempt2() with rsp 16-aligned and DF clear. It returns
+ *        when the goroutine may go on (maybe on another thread, maybe after
+ *        other goroutines ran on this one).
+ * Out:   every general-purpose register, rflags and the full vector/x87
+ *        state (XRSTOR) are as they were when interrupted; `ret $128` pops
+ *        the interrupted rip and moves rsp back over the red-zone gap, so
+ *        rsp is the interrupted rsp again and execution continues at rip.
+ *
+ * CFI: the frame is a signal frame (.cfi_signal_frame: the "return address"
+ * is the exact interrupted instruction, not a call's successor); the CFA is
+ * the interrupted rsp and every saved register is described, so gdb, perf
+ * (--call-graph dwarf) and _Unwind_Backtrace unwind into the interrupted
+ * code. The preemption check in gort_async_preempt2 relies on that.
+ */
+#include "common.h"
+
+FUNC_BEGIN(gort_async_preempt)
+    .cfi_signal_frame
+    .cfi_def_cfa %rsp, 136           /* CFA = interrupted rsp */
+    .cfi_offset %rip, -136           /* interrupted rip at [rsp] */
+    pushq %rbp
+    .cfi_offset %rbp, -144
+    movq %rsp, %rbp                  /* frame record: [rbp]=rbp, [rbp+8]=rip */
+    .cfi_def_cfa %rbp, 144
+    pushfq
+    pushq %rax
+    .cfi_offset %rax, -160
+    pushq %rbx
+    .cfi_offset %rbx, -168
+    pushq %rcx
+    .cfi_offset %rcx, -176
+    pushq %rdx
+    .cfi_offset %rdx, -184
+    pushq %rsi
+    .cfi_offset %rsi, -192
+    pushq %rdi
+    .cfi_offset %rdi, -200
+    pushq %r8
+    .cfi_offset %r8, -208
+    pushq %r9
+    .cfi_offset %r9, -216
+    pushq %r10
+    .cfi_offset %r10, -224
+    pushq %r11
+    .cfi_offset %r11, -232
+    pushq %r12
+    .cfi_offset %r12, -240
+    pushq %r13
+    .cfi_offset %r13, -248
+    pushq %r14
+    .cfi_offset %r14, -256
+    pushq %r15
+    .cfi_offset %r15, -264
+
+    /* Vector, x87 and MXCSR state: XSAVE needs a 64-aligned area whose
+     * 64-byte header (at +512) starts zeroed. */
+    andq $-64, %rsp
+    subq gort_xsave_size(%rip), %rsp
+    xorl %eax, %eax
+    movq %rax, 512(%rsp)
+    movq %rax, 520(%rsp)
+    movq %rax, 528(%rsp)
+    movq %rax, 536(%rsp)
+    movq %rax, 544(%rsp)
+    movq %rax, 552(%rsp)
+    movq %rax, 560(%rsp)
+    movq %rax, 568(%rsp)
+    cmpb $0, gort_use_xsave(%rip)
+    je 1f
+    movl $-1, %eax                   /* every component XCR0 enables */
+    movl $-1, %edx
+    xsave64 (%rsp)
+    jmp 2f
+1:  fxsave64 (%rsp)
+2:
+    cld                              /* the ABI wants DF = 0 at calls */
+    call gort_async_preempt2
+
+    cmpb $0, gort_use_xsave(%rip)
+    je 3f
+    movl $-1, %eax
+    movl $-1, %edx
+    xrstor64 (%rsp)
+    jmp 4f
+3:  fxrstor64 (%rsp)
+4:
+    leaq -128(%rbp), %rsp            /* back to the saved GPRs */
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %r11
+    popq %r10
+    popq %r9
+    popq %r8
+    popq %rdi
+    popq %rsi
+    popq %rdx
+    popq %rcx
+    popq %rbx
+    popq %rax
+    popfq
+    popq %rbp
+    .cfi_def_cfa %rsp, 136
+    ret $128                         /* pop rip, then skip the red-zone gap */
+FUNC_END(gort_async_preempt)
+
+/* Marks the end of the trampoline for the handler's "is this PC ours". */
+    .globl gort_async_preempt_end
+    .hidden gort_async_preempt_end
+gort_async_preempt_end:
+    nop
