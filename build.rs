@@ -10,6 +10,8 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=asm/common.h");
     let dir = Path::new("asm").join(&arch);
+    // A directory: cargo rescans it, so added files trigger a rebuild too.
+    println!("cargo:rerun-if-changed={}", dir.display());
     let mut build = cc::Build::new();
     build.include("asm");
     let mut files: Vec<_> = std::fs::read_dir(&dir)

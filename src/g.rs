@@ -23,7 +23,7 @@
 use crate::stack::Stack;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub(crate) const G_IDLE: u32 = 0;
@@ -31,6 +31,8 @@ pub(crate) const G_RUNNABLE: u32 = 1;
 pub(crate) const G_RUNNING: u32 = 2;
 pub(crate) const G_WAITING: u32 = 3;
 pub(crate) const G_DEAD: u32 = 4;
+/// In `syscall::blocking`: off its P, which sysmon may hand to another M.
+pub(crate) const G_SYSCALL: u32 = 5;
 
 /// What a goroutine runs: the spawned closure plus its result slot.
 /// `run` never unwinds (the packet catches panics).
@@ -72,6 +74,20 @@ pub(crate) struct G {
     pub(crate) waitreason: Cell<WaitReason>,
     /// Where `spawn` was called (owner writes on spawn).
     pub(crate) spawn_site: Cell<&'static Location<'static>>,
+    /// A preemption was requested (sysmon sets, the G clears when it
+    /// yields or is rescheduled).
+    pub(crate) preempt: AtomicBool,
+    /// The stack limit the cooperative check compares with: the stack's low
+    /// end plus a margin, or `STACK_PREEMPT` when preemption is requested.
+    /// Copied into the M's TLS word whenever the G is switched in.
+    pub(crate) stackguard0: AtomicUsize,
+    /// Nesting depth of `preempt::disable` (owner; read by its M's signal
+    /// handler).
+    pub(crate) preempt_off: Cell<u32>,
+    /// The M this G is locked to by `lock_os_thread` (null if none).
+    pub(crate) lockedm: AtomicPtr<crate::m::M>,
+    /// Nesting depth of `lock_os_thread` (owner).
+    pub(crate) locked: Cell<u32>,
 }
 
 // SAFETY: a G is handed between threads only through the scheduler's queues
@@ -91,6 +107,11 @@ impl G {
             schedlink: Cell::new(std::ptr::null_mut()),
             waitreason: Cell::new(WaitReason::None),
             spawn_site: Cell::new(Location::caller()),
+            preempt: AtomicBool::new(false),
+            stackguard0: AtomicUsize::new(0),
+            preempt_off: Cell::new(0),
+            lockedm: AtomicPtr::new(std::ptr::null_mut()),
+            locked: Cell::new(0),
         }
     }
 
@@ -129,10 +150,6 @@ impl GList {
 
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     pub(crate) fn push_back(&mut self, gp: *mut G) {

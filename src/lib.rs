@@ -14,6 +14,8 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+use std::sync::atomic::Ordering;
+
 mod arch;
 mod g;
 mod join;
@@ -21,18 +23,23 @@ mod lock;
 mod m;
 mod note;
 mod p;
+pub mod preempt;
 mod runtime;
 mod sched;
 mod signal;
 mod stack;
+mod symbols;
+pub mod syscall;
+mod sysmon;
 mod trace;
 
 pub use gort_macros::main;
 pub use join::{exit, run, spawn, Exit, JoinHandle};
 pub use runtime::{
-    Builder, Error, Runtime, DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MAX_PROCS, MIN_STACK_SIZE,
-    MIN_TIME_SLICE,
+    Builder, Error, Runtime, DEFAULT_MAINTENANCE_PERIOD, DEFAULT_SCAVENGE_AFTER,
+    DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MAX_PROCS, MIN_STACK_SIZE, MIN_TIME_SLICE,
 };
+pub use syscall::{lock_os_thread, unlock_os_thread};
 
 /// Yields the processor so other goroutines can run (Go's
 /// `runtime.Gosched`). The current goroutine goes to the back of its run
@@ -69,6 +76,24 @@ pub struct Stats {
     pub steals: u64,
     /// Bytes of address space reserved for goroutine stacks.
     pub stack_reserved: usize,
+    /// Stacks in the global pool (free, not cached by a P).
+    pub stacks_pooled: usize,
+    /// Bytes of stack memory the scavenger returned to the kernel.
+    pub stack_scavenged: usize,
+    /// Preemptions sysmon asked for (goroutines that ran past their slice).
+    pub preempt_requests: u64,
+    /// Preemptions served at a cooperative check.
+    pub preempted_cooperative: u64,
+    /// Preemptions served by signal.
+    pub preempted_async: u64,
+    /// Preemption signals that found the goroutine at an unsafe point.
+    pub preempt_rejected: u64,
+    /// Ps sysmon took back from goroutines blocked in `syscall::blocking`.
+    pub syscall_handoffs: u64,
+    /// Passes of the maintenance goroutine.
+    pub maintenance_runs: u64,
+    /// Whether asynchronous (signal) preemption is active.
+    pub async_preempt: bool,
 }
 
 /// Runtime counters, or all zero if the runtime has not started.
@@ -78,15 +103,24 @@ pub fn stats() -> Stats {
     };
     Stats {
         procs: s.procs(),
-        threads: s.mcount.load(std::sync::atomic::Ordering::Relaxed) as usize,
-        goroutines: s.ngoroutines.load(std::sync::atomic::Ordering::Relaxed),
-        spawned: s.spawned.load(std::sync::atomic::Ordering::Relaxed),
+        threads: s.mcount.load(Ordering::Relaxed) as usize,
+        goroutines: s.ngoroutines.load(Ordering::Relaxed),
+        spawned: s.spawned.load(Ordering::Relaxed),
         steals: s
             .allp
             .iter()
-            .map(|p| p.steals.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|p| p.steals.load(Ordering::Relaxed))
             .sum(),
         stack_reserved: stack::reserved_bytes(),
+        stacks_pooled: s.stacks.pooled(),
+        stack_scavenged: stack::scavenged_bytes(),
+        preempt_requests: sysmon::PREEMPT_REQUESTS.load(Ordering::Relaxed),
+        preempted_cooperative: preempt::COOPERATIVE.load(Ordering::Relaxed),
+        preempted_async: preempt::ASYNC.load(Ordering::Relaxed),
+        preempt_rejected: preempt::REJECTED.load(Ordering::Relaxed),
+        syscall_handoffs: sysmon::HANDOFFS.load(Ordering::Relaxed),
+        maintenance_runs: trace::MAINTENANCE_RUNS.load(Ordering::Relaxed),
+        async_preempt: s.async_preempt.load(Ordering::Relaxed),
     }
 }
 

@@ -28,7 +28,7 @@ use crate::g::G;
 use crate::note::Note;
 use crate::p::P;
 use std::cell::{Cell, UnsafeCell};
-use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
 
 /// What g0 must do with the G that just switched to it (the argument of
 /// Go's `mcall`).
@@ -43,6 +43,11 @@ pub(crate) enum After {
     Park,
     /// The G's task ended: free its stack and the G.
     Exit,
+    /// Preempted (by sysmon's request): requeue on the global queue.
+    Preempt,
+    /// Returning from a syscall found no P: queue the G globally and park
+    /// this M.
+    ExitSyscall,
 }
 
 /// The park callback, run on g0 once the G's context is saved. It publishes
@@ -62,8 +67,9 @@ pub(crate) struct M {
     /// The P to acquire when woken from `stopm` or started.
     pub(crate) nextp: AtomicPtr<P>,
     /// Whether this M is spinning (looking for work; counted in
-    /// `Sched::nmspinning`). This M, or `startm` while the M is parked.
-    pub(crate) spinning: Cell<bool>,
+    /// `Sched::nmspinning`). This M, or `startm` while the M is parked;
+    /// others read it for schedtrace.
+    pub(crate) spinning: AtomicBool,
     /// Where an idle M sleeps.
     pub(crate) park: Note,
     /// > 0 while runtime code runs on a goroutine stack: no preemption.
@@ -75,6 +81,15 @@ pub(crate) struct M {
     pub(crate) rng: Cell<u64>,
     /// Base and size of the signal stack (for the overflow handler).
     pub(crate) sigstack: Cell<(usize, usize)>,
+    /// This thread's `gort_tls_stackguard` word (set by `minit`); sysmon
+    /// stores preemption requests into it.
+    pub(crate) stackguard_slot: Cell<*mut usize>,
+    /// A preemption SIGURG is in flight to this M (at most one).
+    pub(crate) signal_pending: AtomicBool,
+    /// The G locked to this M by `lock_os_thread` (null if none).
+    pub(crate) lockedg: AtomicPtr<G>,
+    /// The P held before entering a syscall.
+    pub(crate) oldp: Cell<*mut P>,
 }
 
 // SAFETY: Cell fields are touched only by the M's own thread (the docs of
@@ -92,13 +107,17 @@ impl M {
             curg: AtomicPtr::new(std::ptr::null_mut()),
             p: AtomicPtr::new(std::ptr::null_mut()),
             nextp: AtomicPtr::new(std::ptr::null_mut()),
-            spinning: Cell::new(false),
+            spinning: AtomicBool::new(false),
             park: Note::new(),
             locks: Cell::new(0),
             after: Cell::new(After::Nothing),
             park_fn: Cell::new(None),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1),
             sigstack: Cell::new((0, 0)),
+            stackguard_slot: Cell::new(std::ptr::null_mut()),
+            signal_pending: AtomicBool::new(false),
+            lockedg: AtomicPtr::new(std::ptr::null_mut()),
+            oldp: Cell::new(std::ptr::null_mut()),
         }
     }
 
@@ -108,6 +127,14 @@ impl M {
 
     pub(crate) fn p(&self) -> *mut P {
         self.p.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn is_spinning(&self) -> bool {
+        self.spinning.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_spinning(&self, on: bool) {
+        self.spinning.store(on, Ordering::Relaxed)
     }
 
     pub(crate) fn fastrand(&self) -> u32 {

@@ -33,11 +33,6 @@ impl Note {
         }
     }
 
-    /// Whether `wakeup` has happened since the last `clear`.
-    pub(crate) fn is_set(&self) -> bool {
-        self.key.load(Ordering::Acquire) != 0
-    }
-
     /// Blocks the calling thread until `wakeup`.
     pub(crate) fn sleep(&self) {
         while self.key.load(Ordering::Acquire) == 0 {

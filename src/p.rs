@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 pub(crate) const P_IDLE: u32 = 0;
 pub(crate) const P_RUNNING: u32 = 1;
+/// Its M is in a system call; sysmon may take it (CAS to P_IDLE).
+pub(crate) const P_SYSCALL: u32 = 2;
 
 pub(crate) const RUNQ_SIZE: u32 = 256;
 
@@ -33,6 +35,8 @@ pub(crate) struct P {
     pub(crate) m: AtomicPtr<M>,
     /// Incremented on every schedule of a fresh time slice.
     pub(crate) schedtick: AtomicU32,
+    /// Incremented on every syscall entry (sysmon watches it).
+    pub(crate) syscalltick: AtomicU32,
     /// Goroutines stolen by this P from others (stats).
     pub(crate) steals: AtomicU64,
     pub(crate) runq: RunQueue,
@@ -56,6 +60,7 @@ impl P {
             link: Cell::new(std::ptr::null_mut()),
             m: AtomicPtr::new(std::ptr::null_mut()),
             schedtick: AtomicU32::new(0),
+            syscalltick: AtomicU32::new(0),
             steals: AtomicU64::new(0),
             runq: RunQueue::new(),
             gfree: UnsafeCell::new(Vec::new()),

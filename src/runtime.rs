@@ -21,6 +21,10 @@ pub const DEFAULT_TIME_SLICE: Duration = Duration::from_millis(10);
 pub const MIN_TIME_SLICE: Duration = Duration::from_micros(100);
 /// Go's cap on the number of Ps.
 pub const MAX_PROCS: usize = 1024;
+/// Pooled goroutine stacks idle this long go back to the kernel.
+pub const DEFAULT_SCAVENGE_AFTER: Duration = Duration::from_secs(5 * 60);
+/// How often the maintenance goroutine runs (Go's forced-GC period).
+pub const DEFAULT_MAINTENANCE_PERIOD: Duration = Duration::from_secs(2 * 60);
 
 /// The runtime's settings, fixed once it starts.
 #[derive(Clone, Debug)]
@@ -29,6 +33,8 @@ pub(crate) struct Config {
     pub(crate) stack_size: usize,
     pub(crate) time_slice: Duration,
     pub(crate) async_preempt: bool,
+    pub(crate) scavenge_after: Duration,
+    pub(crate) maintenance_period: Duration,
     pub(crate) debug: DebugFlags,
 }
 
@@ -107,6 +113,8 @@ pub struct Builder {
     stack_size: Option<usize>,
     time_slice: Option<Duration>,
     async_preempt: Option<bool>,
+    scavenge_after: Option<Duration>,
+    maintenance_period: Option<Duration>,
 }
 
 impl Builder {
@@ -142,6 +150,21 @@ impl Builder {
         self
     }
 
+    /// How long a pooled goroutine stack may stay idle before the
+    /// scavenger returns its memory to the kernel (default 5 minutes).
+    pub fn scavenge_after(mut self, d: Duration) -> Builder {
+        self.scavenge_after = Some(d);
+        self
+    }
+
+    /// How often sysmon starts the maintenance goroutine, which trims the
+    /// runtime's caches and returns freed heap to the OS (default 2
+    /// minutes; at least 10ms).
+    pub fn maintenance_period(mut self, d: Duration) -> Builder {
+        self.maintenance_period = Some(d);
+        self
+    }
+
     /// Checks the settings and the environment and returns the config.
     fn config(&self) -> Result<Config, Error> {
         let env = EnvConfig::read()?;
@@ -169,12 +192,24 @@ impl Builder {
                 expected: format!("at least {MIN_TIME_SLICE:?}"),
             });
         }
-        let async_preempt = self.async_preempt.unwrap_or(!env.debug.asyncpreemptoff);
+        let async_preempt = self.async_preempt.unwrap_or(true) && !env.debug.asyncpreemptoff;
+        let maintenance_period = self
+            .maintenance_period
+            .unwrap_or(DEFAULT_MAINTENANCE_PERIOD);
+        if maintenance_period < Duration::from_millis(10) {
+            return Err(Error::BadSetting {
+                setting: "maintenance_period",
+                value: format!("{maintenance_period:?}"),
+                expected: "at least 10ms".to_string(),
+            });
+        }
         Ok(Config {
             procs,
             stack_size,
             time_slice,
             async_preempt,
+            scavenge_after: self.scavenge_after.unwrap_or(DEFAULT_SCAVENGE_AFTER),
+            maintenance_period,
             debug: env.debug,
         })
     }

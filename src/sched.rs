@@ -31,10 +31,14 @@
 //!   then requeueing the yielding G would race with its own context save.
 
 use crate::arch;
-use crate::g::{GList, Task, WaitReason, G, G_DEAD, G_IDLE, G_RUNNABLE, G_RUNNING, G_WAITING};
+use crate::g::{
+    GList, Task, WaitReason, G, G_DEAD, G_IDLE, G_RUNNABLE, G_RUNNING, G_SYSCALL, G_WAITING,
+};
 use crate::lock::Mutex;
 use crate::m::{getm, setm, After, LockedM, M};
+use crate::note::Note;
 use crate::p::{P, P_IDLE, P_RUNNING};
+use crate::preempt::{STACK_GUARD_MARGIN, STACK_PREEMPT};
 use crate::runtime::Config;
 use crate::stack::{Stack, StackPool, CACHE_MAX};
 use std::panic::Location;
@@ -71,6 +75,14 @@ pub(crate) struct Sched {
     pub(crate) spawned: AtomicU64,
     /// The process's signal mask at start, restored on every new M.
     pub(crate) init_sigmask: libc::sigset_t,
+    /// When the runtime started (schedtrace prints times relative to it).
+    pub(crate) start_time: std::time::Instant,
+    /// sysmon sleeps here: deeply while every P is idle, briefly otherwise.
+    pub(crate) sysmon_note: Note,
+    /// sysmon is in its deep sleep; whoever makes a P busy wakes it.
+    pub(crate) sysmonwait: AtomicBool,
+    /// Async preemption is on (configured, and the code map is built).
+    pub(crate) async_preempt: AtomicBool,
 }
 
 pub(crate) struct SchedLocked {
@@ -116,6 +128,7 @@ pub(crate) fn start(config: Config) -> bool {
     });
     if fresh {
         crate::signal::install_handlers();
+        crate::sysmon::start(sched());
         STARTED.store(true, Ordering::Release);
     }
     fresh
@@ -155,6 +168,10 @@ impl Sched {
             ngoroutines: AtomicU64::new(0),
             spawned: AtomicU64::new(0),
             init_sigmask,
+            start_time: std::time::Instant::now(),
+            sysmon_note: Note::new(),
+            sysmonwait: AtomicBool::new(false),
+            async_preempt: AtomicBool::new(false),
         }
     }
 
@@ -171,7 +188,7 @@ fn unsafe_zeroed_sigset() -> libc::sigset_t {
 // ---------------------------------------------------------------------------
 // Idle P and M lists (sched lock held).
 
-fn pidleget(sl: &mut SchedLocked, s: &Sched) -> *mut P {
+pub(crate) fn pidleget(sl: &mut SchedLocked, s: &Sched) -> *mut P {
     let pp = sl.pidle;
     if !pp.is_null() {
         // SAFETY: Ps on the idle list are in `allp`, which lives forever.
@@ -181,7 +198,7 @@ fn pidleget(sl: &mut SchedLocked, s: &Sched) -> *mut P {
     pp
 }
 
-fn pidleput(sl: &mut SchedLocked, s: &Sched, pp: &P) {
+pub(crate) fn pidleput(sl: &mut SchedLocked, s: &Sched, pp: &P) {
     debug_assert!(pp.runq.is_empty(), "pidleput: P with runnable Gs");
     pp.status.store(P_IDLE, Ordering::Release);
     pp.link.set(sl.pidle);
@@ -193,7 +210,7 @@ fn pidleput(sl: &mut SchedLocked, s: &Sched, pp: &P) {
 // Global run queue.
 
 /// Puts a batch on the global run queue (sched lock held).
-fn globrunqputbatch(sl: &mut SchedLocked, s: &Sched, batch: &mut GList) {
+pub(crate) fn globrunqputbatch(sl: &mut SchedLocked, s: &Sched, batch: &mut GList) {
     s.runqsize.fetch_add(batch.len(), Ordering::SeqCst);
     sl.runq.append(batch);
 }
@@ -279,7 +296,7 @@ pub(crate) fn wakep() {
 
 /// Runs some M on `pp` (an idle P if null). With `spinning`, the caller has
 /// already counted the new M in `nmspinning`.
-fn startm(s: &'static Sched, mut pp: *mut P, spinning: bool) {
+pub(crate) fn startm(s: &'static Sched, mut pp: *mut P, spinning: bool) {
     let mut sl = s.lock.lock();
     if pp.is_null() {
         pp = pidleget(&mut sl, s);
@@ -297,7 +314,7 @@ fn startm(s: &'static Sched, mut pp: *mut P, spinning: bool) {
         Some(mp) => {
             s.nmidle.fetch_sub(1, Ordering::SeqCst);
             mp.nextp.store(pp, Ordering::Release);
-            mp.spinning.set(spinning);
+            mp.set_spinning(spinning);
             mp.park.wakeup();
         }
         None => newm(s, pp, spinning),
@@ -305,7 +322,7 @@ fn startm(s: &'static Sched, mut pp: *mut P, spinning: bool) {
 }
 
 /// Parks the calling M (which holds no P) until `startm` hands it a P.
-fn stopm(s: &'static Sched, mp: &'static M) {
+pub(crate) fn stopm(s: &'static Sched, mp: &'static M) {
     debug_assert!(mp.p().is_null());
     {
         let mut sl = s.lock.lock();
@@ -314,19 +331,30 @@ fn stopm(s: &'static Sched, mp: &'static M) {
         s.nmidle.fetch_add(1, Ordering::SeqCst);
     }
     mp.park.sleep();
+    // Consume the wakeup: a note is always clear while its M runs, so a
+    // later sleep (stopm or stoplockedm) waits for a new one.
+    mp.park.clear();
     let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
     assert!(!pp.is_null(), "stopm: woken without a P");
     // SAFETY: Ps live forever in `allp`; startm gave us exclusive use.
     acquirep(mp, unsafe { &*pp });
 }
 
-fn acquirep(mp: &'static M, pp: &P) {
+pub(crate) fn acquirep(mp: &'static M, pp: &P) {
     mp.p.store(pp as *const P as *mut P, Ordering::Release);
     pp.m.store(mp as *const M as *mut M, Ordering::Release);
-    pp.status.store(P_RUNNING, Ordering::Release);
+    pp.status.store(P_RUNNING, Ordering::SeqCst);
+    wake_sysmon(sched());
 }
 
-fn releasep(mp: &'static M) -> &'static P {
+/// Wakes sysmon from its deep sleep, if it is in one (a P became busy).
+pub(crate) fn wake_sysmon(s: &Sched) {
+    if s.sysmonwait.load(Ordering::SeqCst) && s.sysmonwait.swap(false, Ordering::SeqCst) {
+        s.sysmon_note.wakeup();
+    }
+}
+
+pub(crate) fn releasep(mp: &'static M) -> &'static P {
     let pp = mp.p.swap(std::ptr::null_mut(), Ordering::AcqRel);
     assert!(!pp.is_null(), "releasep: M holds no P");
     // SAFETY: Ps live forever in `allp`.
@@ -340,7 +368,7 @@ fn newm(s: &'static Sched, pp: *mut P, spinning: bool) {
     let id = s.mcount.fetch_add(1, Ordering::SeqCst) as u64 + 1;
     let mp: &'static M = Box::leak(Box::new(M::new(id)));
     mp.nextp.store(pp, Ordering::Release);
-    mp.spinning.set(spinning);
+    mp.set_spinning(spinning);
     s.allm.lock().push(mp);
     crate::signal::spawn_thread(G0_STACK_SIZE, mstart, mp as *const M as *mut libc::c_void);
 }
@@ -361,6 +389,7 @@ fn minit(s: &Sched, mp: &'static M) {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
     mp.procid.store(tid, Ordering::Release);
+    mp.stackguard_slot.set(arch::stackguard_slot());
     crate::signal::minit_signals(mp);
     setm(mp);
     crate::signal::set_thread_name(&format!("gort-m{}", mp.id));
@@ -374,19 +403,86 @@ fn minit(s: &Sched, mp: &'static M) {
 
 fn schedule(s: &'static Sched, mp: &'static M) -> ! {
     loop {
+        let lockedg = mp.lockedg.load(Ordering::Acquire);
+        if !lockedg.is_null() {
+            // This M may run only its locked G: wait until someone hands
+            // it over with a P (startlockedm).
+            stoplockedm(s, mp);
+            execute(s, mp, lockedg, false);
+            continue;
+        }
         let (gp, inherit) = find_runnable(s, mp);
-        if mp.spinning.get() {
+        if mp.is_spinning() {
             reset_spinning(s, mp);
+        }
+        // SAFETY: we dequeued gp; Gs are never freed.
+        let lockedm = unsafe { (*gp).lockedm.load(Ordering::Acquire) };
+        if !lockedm.is_null() && !std::ptr::eq(lockedm, mp) {
+            // SAFETY: Ms are never freed.
+            startlockedm(s, mp, unsafe { &*lockedm });
+            continue;
         }
         execute(s, mp, gp, inherit);
     }
+}
+
+/// Gives our P to the M that `gp` is locked to (gp was just dequeued and
+/// is what that M will run), then parks this M.
+fn startlockedm(s: &'static Sched, mp: &'static M, lockedm: &'static M) {
+    let pp = releasep(mp);
+    lockedm
+        .nextp
+        .store(pp as *const P as *mut P, Ordering::Release);
+    lockedm.park.wakeup();
+    stopm(s, mp);
+}
+
+/// Parks an M whose locked G is not running: hands off its P (if any) and
+/// sleeps until `startlockedm` brings one.
+fn stoplockedm(s: &'static Sched, mp: &'static M) {
+    if !mp.p().is_null() {
+        let pp = releasep(mp);
+        handoff_p(s, pp);
+    }
+    mp.park.sleep();
+    mp.park.clear();
+    let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+    assert!(!pp.is_null(), "stoplockedm: woken without a P");
+    // SAFETY: startlockedm gave us exclusive use of pp.
+    acquirep(mp, unsafe { &*pp });
+}
+
+/// Finds a home for a P nobody runs (after a syscall retake or an M
+/// locking itself away): an M if there is work or nobody looks for work,
+/// else the idle list (Go's `handoffp`).
+pub(crate) fn handoff_p(s: &'static Sched, pp: &'static P) {
+    let ptr = pp as *const P as *mut P;
+    if !pp.runq.is_empty() || s.runqsize.load(Ordering::SeqCst) > 0 {
+        startm(s, ptr, false);
+        return;
+    }
+    if s.nmspinning.load(Ordering::SeqCst) + s.npidle.load(Ordering::SeqCst) == 0
+        && s.nmspinning
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    {
+        startm(s, ptr, true);
+        return;
+    }
+    let mut sl = s.lock.lock();
+    if s.runqsize.load(Ordering::SeqCst) > 0 {
+        drop(sl);
+        startm(s, ptr, false);
+        return;
+    }
+    pidleput(&mut sl, s, pp);
 }
 
 /// The M found work while spinning: stop counting as spinning, and if it
 /// was the last spinner, wake another M to keep looking (Go's
 /// `resetspinning`).
 fn reset_spinning(s: &'static Sched, mp: &'static M) {
-    mp.spinning.set(false);
+    mp.set_spinning(false);
     let n = s.nmspinning.fetch_sub(1, Ordering::SeqCst) - 1;
     if n == 0 {
         wakep();
@@ -413,14 +509,30 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         // SAFETY: owner write; nobody else touches a runnable G's context.
         unsafe { *g.sched_sp.get() = sp };
     }
+    // A fresh start (or time slice) clears any old preemption request.
+    g.preempt.store(false, Ordering::Relaxed);
     loop {
         g.set_status(G_RUNNING);
-        mp.curg.store(gp, Ordering::Relaxed);
+        let guard = match g.stack.get() {
+            Some(st) => st.lo + STACK_GUARD_MARGIN,
+            None => 0,
+        };
+        let guard = if g.preempt.load(Ordering::Acquire) {
+            STACK_PREEMPT
+        } else {
+            guard
+        };
+        g.stackguard0.store(guard, Ordering::Relaxed);
+        // SAFETY: our own TLS word (set in minit).
+        unsafe { mp.stackguard_slot.get().write_volatile(guard) };
+        mp.curg.store(gp, Ordering::Release);
         // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
         // which is complete because gp was handed to us through a queue or
         // park protocol that runs only after its switch finished.
         unsafe { arch::gort_switch(mp.g0_sp.get(), *g.sched_sp.get()) };
-        mp.curg.store(std::ptr::null_mut(), Ordering::Relaxed);
+        mp.curg.store(std::ptr::null_mut(), Ordering::Release);
+        // SAFETY: our own TLS word: g0 never takes the check's slow path.
+        unsafe { mp.stackguard_slot.get().write_volatile(0) };
         let after = mp.after.replace(After::Nothing);
         match after {
             After::Yield => {
@@ -444,6 +556,37 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
                 gdestroy(s, mp, gp);
                 return;
             }
+            After::Preempt => {
+                g.preempt.store(false, Ordering::Relaxed);
+                g.set_status(G_RUNNABLE);
+                let mut sl = s.lock.lock();
+                let mut one = GList::new();
+                one.push_back(gp);
+                globrunqputbatch(&mut sl, s, &mut one);
+                drop(sl);
+                wakep();
+                return;
+            }
+            After::ExitSyscall => {
+                g.set_status(G_RUNNABLE);
+                let mut sl = s.lock.lock();
+                let pp = pidleget(&mut sl, s);
+                if !pp.is_null() {
+                    drop(sl);
+                    // SAFETY: pidleget gave us exclusive use of pp.
+                    acquirep(mp, unsafe { &*pp });
+                    continue; // run gp again on the new P
+                }
+                let mut one = GList::new();
+                one.push_back(gp);
+                globrunqputbatch(&mut sl, s, &mut one);
+                drop(sl);
+                if mp.lockedg.load(Ordering::Acquire).is_null() {
+                    stopm(s, mp);
+                }
+                // (A locked M waits in schedule's stoplockedm instead.)
+                return;
+            }
             After::Nothing => crate::fatal("goroutine switched to the scheduler without a request"),
         }
     }
@@ -458,7 +601,8 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
 
         // Fairness: now and then look at the global queue first, so a busy
         // local queue cannot starve it.
-        if pp.schedtick.load(Ordering::Relaxed) % 61 == 0 && s.runqsize.load(Ordering::Relaxed) > 0
+        if pp.schedtick.load(Ordering::Relaxed).is_multiple_of(61)
+            && s.runqsize.load(Ordering::Relaxed) > 0
         {
             let mut sl = s.lock.lock();
             if let Some(gp) = globrunqget(&mut sl, s, pp, 1) {
@@ -477,11 +621,11 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
 
         // Steal, unless enough Ms are spinning already.
         let procs = s.procs() as u32;
-        if mp.spinning.get()
+        if mp.is_spinning()
             || 2 * s.nmspinning.load(Ordering::SeqCst) < procs - s.npidle.load(Ordering::SeqCst)
         {
-            if !mp.spinning.get() {
-                mp.spinning.set(true);
+            if !mp.is_spinning() {
+                mp.set_spinning(true);
                 s.nmspinning.fetch_add(1, Ordering::SeqCst);
             }
             if let Some(gp) = steal_work(s, mp, pp) {
@@ -501,11 +645,11 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
         pidleput(&mut sl, s, pp);
         drop(sl);
 
-        if mp.spinning.get() {
+        if mp.is_spinning() {
             // Stop counting as spinning *before* the last look, so that a
             // submitter that saw nmspinning > 0 (and so did not wake
             // anyone) is seen by this re-check. See module docs.
-            mp.spinning.set(false);
+            mp.set_spinning(false);
             s.nmspinning.fetch_sub(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             if s.allp.iter().any(|p| !p.runq.is_empty()) || s.runqsize.load(Ordering::SeqCst) > 0 {
@@ -515,7 +659,7 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
                 if !pp.is_null() {
                     // SAFETY: pidleget gave us exclusive use of pp.
                     acquirep(mp, unsafe { &*pp });
-                    mp.spinning.set(true);
+                    mp.set_spinning(true);
                     s.nmspinning.fetch_add(1, Ordering::SeqCst);
                     continue 'top;
                 }
@@ -538,7 +682,7 @@ fn steal_work(s: &Sched, mp: &M, pp: &P) -> Option<*mut G> {
         let start = mp.fastrand() as usize % n;
         for i in 0..n {
             let victim = &s.allp[(start + i) % n];
-            if std::ptr::eq(victim, pp) || victim.status.load(Ordering::Acquire) != P_RUNNING {
+            if std::ptr::eq(victim, pp) || victim.status.load(Ordering::Acquire) == P_IDLE {
                 continue;
             }
             if let Some(gp) = pp.runq.steal_from(&victim.runq, steal_next) {
@@ -585,6 +729,15 @@ fn gdestroy(s: &Sched, mp: &M, gp: *mut G) {
     // SAFETY: we hold mp's P.
     let pp = unsafe { &*mp.p() };
     g.set_status(G_DEAD);
+    if !g
+        .lockedm
+        .swap(std::ptr::null_mut(), Ordering::AcqRel)
+        .is_null()
+    {
+        // Ended while locked to this M: the M goes back to general use.
+        g.locked.set(0);
+        mp.lockedg.store(std::ptr::null_mut(), Ordering::Release);
+    }
     if let Some(stack) = g.stack.take() {
         stackfree(s, pp, stack);
     }
@@ -678,7 +831,7 @@ unsafe extern "C" fn goroutine_entry(arg: *mut u8) -> ! {
 
 /// Switches from the current goroutine to its M's g0, which then carries
 /// out `after`. Returns when the goroutine is resumed (maybe on another M).
-fn mcall(after: After) {
+pub(crate) fn mcall(after: After) {
     let mp = getm().expect("mcall outside an M");
     let gp = mp.curg();
     debug_assert!(!gp.is_null(), "mcall on g0");
@@ -700,7 +853,9 @@ pub(crate) fn getg() -> *mut G {
 /// Yields the processor: the current goroutine goes to the back of its P's
 /// run queue. Outside a goroutine, yields the OS thread.
 pub(crate) fn gosched() {
-    if getg().is_null() {
+    let gp = getg();
+    // SAFETY: the current G is alive while it runs.
+    if gp.is_null() || unsafe { (*gp).status() } == G_SYSCALL {
         std::thread::yield_now();
         return;
     }
@@ -715,6 +870,13 @@ pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) 
     let mp = getm().expect("park outside an M");
     let gp = mp.curg();
     assert!(!gp.is_null(), "park outside a goroutine");
+    // SAFETY: we are gp.
+    if unsafe { (*gp).status() } == G_SYSCALL {
+        panic!(
+            "gort: a goroutine cannot wait on goroutine primitives (join, channels, \
+             sync) inside syscall::blocking; move the wait outside the closure"
+        );
+    }
     // SAFETY: we are gp.
     unsafe { (*gp).waitreason.set(reason) };
     // SAFETY: erases the closure's lifetime; it stays valid because it
@@ -742,6 +904,11 @@ pub(crate) fn ready(gp: *mut G) {
     }
     g.set_status(G_RUNNABLE);
     runqput_current(gp, true);
+}
+
+/// Whether async preemption is on (config, debug flag and code map).
+pub(crate) fn async_preempt_enabled() -> bool {
+    try_sched().is_some_and(|s| s.async_preempt.load(Ordering::Relaxed))
 }
 
 /// Whether the runtime has been started.

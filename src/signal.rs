@@ -19,6 +19,7 @@ const SIGSTACK_SIZE: usize = 64 * 1024;
 /// Handlers that were installed before ours, for SIGSEGV and SIGBUS.
 static mut PREV_SEGV: Option<libc::sigaction> = None;
 static mut PREV_BUS: Option<libc::sigaction> = None;
+static mut PREV_URG: Option<libc::sigaction> = None;
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Signals the runtime relies on, unblocked on every M.
@@ -41,6 +42,7 @@ pub(crate) fn install_handlers() {
     unsafe {
         PREV_SEGV = Some(install(libc::SIGSEGV, fault_handler));
         PREV_BUS = Some(install(libc::SIGBUS, fault_handler));
+        PREV_URG = Some(install(libc::SIGURG, sigurg_handler));
     }
 }
 
@@ -94,16 +96,7 @@ extern "C" fn fault_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
     };
     match prev {
         Some(p) if p.sa_sigaction != libc::SIG_DFL && p.sa_sigaction != libc::SIG_IGN => {
-            if p.sa_flags & libc::SA_SIGINFO != 0 {
-                // SAFETY: the previous handler was installed as an
-                // SA_SIGINFO handler with this signature.
-                let h: Handler = unsafe { std::mem::transmute(p.sa_sigaction) };
-                h(sig, info, ctx);
-            } else {
-                // SAFETY: a plain handler takes the signal number only.
-                let h: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(p.sa_sigaction) };
-                h(sig);
-            }
+            forward(Some(p), sig, info, ctx);
         }
         _ => {
             // Default action: restore it and return; the faulting
@@ -115,7 +108,7 @@ extern "C" fn fault_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
     }
 }
 
-fn report_overflow(id: u64, size: usize, addr: usize) -> ! {
+pub(crate) fn report_overflow(id: u64, size: usize, addr: usize) -> ! {
     let mut buf = [0u8; 256];
     let mut w = crate::trace::FixedBuf::new(&mut buf);
     use std::fmt::Write;
@@ -127,6 +120,82 @@ fn report_overflow(id: u64, size: usize, addr: usize) -> ! {
     write_stderr(w.as_bytes());
     // SAFETY: abort is async-signal-safe.
     unsafe { libc::abort() }
+}
+
+/// Sends the preemption signal to `mp` (the caller set `signal_pending`).
+pub(crate) fn tgkill_preempt(mp: &M) {
+    let tid = mp.procid.load(Ordering::Acquire);
+    // SAFETY: tgkill with our own pid and a tid of one of our Ms (which
+    // never exit) only delivers a signal.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGURG) };
+    if r != 0 {
+        mp.signal_pending.store(false, Ordering::Release);
+    }
+}
+
+/// SIGURG: a preemption request from sysmon, or someone else's signal.
+///
+/// Ours are recognised by the M's `signal_pending` flag (set by the
+/// sender) together with `si_code == SI_TKILL` from our own pid; anything
+/// else goes to the handler installed before gort's. (Two SIGURGs that
+/// arrive together merge into one, as standard signals do; the merged one
+/// is treated as ours.)
+extern "C" fn sigurg_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+    let (code, pid) = unsafe { ((*info).si_code, (*info).si_pid()) };
+    // SAFETY: getpid is async-signal-safe.
+    let from_us = code == libc::SI_TKILL && pid == unsafe { libc::getpid() };
+    let mp = getm();
+    let ours = from_us && mp.is_some_and(|m| m.signal_pending.swap(false, Ordering::AcqRel));
+    if !ours {
+        // SAFETY: PREV_URG was written once before any handler could run.
+        let prev = unsafe { (*std::ptr::addr_of!(PREV_URG)).as_ref() };
+        forward(prev, sig, info, ctx);
+        return;
+    }
+    let Some(mp) = mp else { return };
+    let gp = mp.curg();
+    if gp.is_null() {
+        return;
+    }
+    // SAFETY: curg is the G running on this thread; Gs live forever.
+    let g = unsafe { &*gp };
+    if !crate::preempt::want_async_preempt(mp, g) {
+        return;
+    }
+    let uc = ctx as *mut libc::ucontext_t;
+    // SAFETY: ctx is the handler's ucontext.
+    let (pc, sp) = unsafe { crate::arch::ctx_pc_sp(uc) };
+    if !crate::preempt::is_async_safe_point(g, pc, sp) {
+        crate::preempt::REJECTED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    // SAFETY: is_async_safe_point checked the goroutine runs on its own
+    // stack with room for the trampoline below sp.
+    unsafe { crate::arch::inject_async_preempt(uc) };
+}
+
+/// Passes a signal to a previously installed handler (nothing for the
+/// default or ignore dispositions: SIGURG's default is to ignore).
+fn forward(
+    prev: Option<&libc::sigaction>,
+    sig: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+) {
+    let Some(p) = prev else { return };
+    if p.sa_sigaction == libc::SIG_DFL || p.sa_sigaction == libc::SIG_IGN {
+        return;
+    }
+    if p.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: installed as an SA_SIGINFO handler with this signature.
+        let h: Handler = unsafe { std::mem::transmute(p.sa_sigaction) };
+        h(sig, info, ctx);
+    } else {
+        // SAFETY: a plain handler takes the signal number only.
+        let h: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(p.sa_sigaction) };
+        h(sig);
+    }
 }
 
 /// Writes to fd 2 without locking or allocating (async-signal-safe).

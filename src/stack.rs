@@ -51,6 +51,15 @@ pub(crate) struct Stack {
     pub(crate) hi: usize,
 }
 
+/// A stack in the global pool, with when it arrived there.
+#[derive(Clone, Copy, Debug)]
+struct Pooled {
+    stack: Stack,
+    since: std::time::Instant,
+    /// Its pages were returned to the kernel (nothing left to scavenge).
+    released: bool,
+}
+
 impl Stack {
     /// Whether `addr` lies in this stack's guard (or just below it).
     pub(crate) fn guard_contains(&self, addr: usize) -> bool {
@@ -68,6 +77,13 @@ pub(crate) fn reserved_bytes() -> usize {
     RESERVED.load(Ordering::Relaxed)
 }
 
+/// Bytes of stack memory the scavenger has returned so far (stats).
+static SCAVENGED: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn scavenged_bytes() -> usize {
+    SCAVENGED.load(Ordering::Relaxed)
+}
+
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
@@ -82,7 +98,9 @@ pub(crate) fn round_size(size: usize) -> usize {
 /// The global pool of free stacks (all of one size, the runtime's).
 pub(crate) struct StackPool {
     size: usize,
-    free: Mutex<Vec<Stack>>,
+    /// Free stacks, oldest first: refills take the newest (warm) ones,
+    /// the scavenger releases from the old end.
+    free: Mutex<Vec<Pooled>>,
 }
 
 impl StackPool {
@@ -93,10 +111,6 @@ impl StackPool {
         }
     }
 
-    pub(crate) fn stack_size(&self) -> usize {
-        self.size
-    }
-
     /// Refills `cache` with about half its capacity, from the pool or from a
     /// new region. Aborts with a message if the address space is exhausted.
     pub(crate) fn refill(&self, cache: &mut Vec<Stack>) {
@@ -105,32 +119,59 @@ impl StackPool {
             let n = free.len().min(CACHE_MAX / 2);
             if n > 0 {
                 let at = free.len() - n;
-                cache.extend(free.drain(at..));
+                cache.extend(free.drain(at..).map(|p| p.stack));
                 return;
             }
         }
         let fresh = self.new_region();
         let mut it = fresh.into_iter();
+        debug_assert!(self.size > 0);
         cache.extend(it.by_ref().take(CACHE_MAX / 2));
-        self.free.lock().extend(it);
+        self.give(it);
     }
 
     /// Takes back half of an over-full cache.
     pub(crate) fn drain_half(&self, cache: &mut Vec<Stack>) {
         let at = cache.len() / 2;
-        self.free.lock().extend(cache.drain(at..));
+        self.give(cache.drain(at..));
     }
 
-    /// Returns every pooled stack's memory to the kernel (pages read as zero
-    /// afterwards); the address space stays reserved for reuse.
-    pub(crate) fn release_pooled_memory(&self) -> usize {
-        let free = self.free.lock();
-        for s in free.iter() {
+    /// Takes back stacks (a whole cache, when a P's caches are flushed).
+    pub(crate) fn give(&self, stacks: impl Iterator<Item = Stack>) {
+        let now = std::time::Instant::now();
+        self.free.lock().extend(stacks.map(|stack| Pooled {
+            stack,
+            since: now,
+            released: false,
+        }));
+    }
+
+    /// The scavenger: returns the memory of pooled stacks idle for longer
+    /// than `after` to the kernel (their pages read as zero afterwards; the
+    /// address space stays reserved for reuse). Returns bytes released
+    /// (an upper bound: untouched pages count too).
+    pub(crate) fn scavenge(&self, after: std::time::Duration) -> usize {
+        let now = std::time::Instant::now();
+        let mut free = self.free.lock();
+        let mut bytes = 0;
+        for p in free.iter_mut() {
+            if p.released || now.duration_since(p.since) < after {
+                continue;
+            }
+            let s = p.stack;
             // SAFETY: [lo, hi) is a free stack no goroutine runs on;
             // MADV_DONTNEED on private anonymous memory only drops its pages.
             unsafe { libc::madvise(s.lo as *mut libc::c_void, s.hi - s.lo, libc::MADV_DONTNEED) };
+            p.released = true;
+            bytes += s.hi - s.lo;
         }
-        free.len()
+        SCAVENGED.fetch_add(bytes, Ordering::Relaxed);
+        bytes
+    }
+
+    /// Number of stacks in the global pool.
+    pub(crate) fn pooled(&self) -> usize {
+        self.free.lock().len()
     }
 
     fn new_region(&self) -> Vec<Stack> {

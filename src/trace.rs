@@ -27,3 +27,148 @@ impl fmt::Write for FixedBuf<'_> {
         Ok(())
     }
 }
+
+// ---------------------------------------------------------------------------
+// schedtrace (GORT_DEBUG=schedtrace=MS[,scheddetail=1]), printed by sysmon.
+
+use crate::g::{G_DEAD, G_IDLE, G_RUNNABLE, G_RUNNING, G_SYSCALL, G_WAITING};
+use crate::sched::Sched;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+fn gstatus_name(st: u32) -> &'static str {
+    match st {
+        G_IDLE => "idle",
+        G_RUNNABLE => "runnable",
+        G_RUNNING => "running",
+        G_WAITING => "waiting",
+        G_SYSCALL => "syscall",
+        G_DEAD => "dead",
+        _ => "?",
+    }
+}
+
+/// Formats Go's `SCHED` line, and with `detail` a line per P, M and G.
+pub(crate) fn sched_report(s: &Sched, detail: bool) -> String {
+    let mut out = String::new();
+    let ms = s.start_time.elapsed().as_millis();
+    let threads = s.mcount.load(Ordering::Relaxed) + 1; // + sysmon
+    let _ = write!(
+        out,
+        "SCHED {ms}ms: gomaxprocs={} idleprocs={} threads={threads} spinningthreads={} \
+         idlethreads={} runqueue={}",
+        s.procs(),
+        s.npidle.load(Ordering::Relaxed),
+        s.nmspinning.load(Ordering::Relaxed),
+        s.nmidle.load(Ordering::Relaxed),
+        s.runqsize.load(Ordering::Relaxed),
+    );
+    if detail {
+        let _ = writeln!(out, " sysmonwait={}", s.sysmonwait.load(Ordering::Relaxed));
+        for pp in s.allp.iter() {
+            let mp = pp.m.load(Ordering::Relaxed);
+            // SAFETY: Ms are never freed.
+            let mid = unsafe { mp.as_ref() }.map_or(-1, |m| m.id as i64);
+            let _ = writeln!(
+                out,
+                "  P{}: status={} schedtick={} syscalltick={} m={mid} runqsize={}",
+                pp.id,
+                pp.status.load(Ordering::Relaxed),
+                pp.schedtick.load(Ordering::Relaxed),
+                pp.syscalltick.load(Ordering::Relaxed),
+                pp.runq.len(),
+            );
+        }
+        for mp in s.allm.lock().iter() {
+            let pp = mp.p();
+            // SAFETY: Ps live forever in allp; Gs are never freed.
+            let pid = unsafe { pp.as_ref() }.map_or(-1, |p| p.id as i64);
+            let gp = mp.curg();
+            // SAFETY: as above.
+            let gid = unsafe { gp.as_ref() }.map_or(-1, |g| g.id() as i64);
+            let lg = mp.lockedg.load(Ordering::Relaxed);
+            // SAFETY: as above.
+            let lgid = unsafe { lg.as_ref() }.map_or(-1, |g| g.id() as i64);
+            let _ = writeln!(
+                out,
+                "  M{}: p={pid} curg={gid} spinning={} lockedg={lgid} procid={}",
+                mp.id,
+                mp.is_spinning(),
+                mp.procid.load(Ordering::Relaxed),
+            );
+        }
+        for &gp in s.allg.lock().iter() {
+            // SAFETY: Gs are never freed.
+            let g = unsafe { &*gp };
+            let st = g.status();
+            if st == G_IDLE {
+                continue;
+            }
+            let lm = g.lockedm.load(Ordering::Relaxed);
+            // SAFETY: Ms are never freed.
+            let lmid = unsafe { lm.as_ref() }.map_or(-1, |m| m.id as i64);
+            let _ = writeln!(
+                out,
+                "  G{}: status={st}({}{}) lockedm={lmid} spawned at {}",
+                g.id(),
+                gstatus_name(st),
+                if st == G_WAITING {
+                    format!(": {}", g.waitreason.get().as_str())
+                } else {
+                    String::new()
+                },
+                g.spawn_site.get(),
+            );
+        }
+    } else {
+        out.push_str(" [");
+        for (i, pp) in s.allp.iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            let _ = write!(out, "{}", pp.runq.len());
+        }
+        out.push_str("]\n");
+    }
+    out
+}
+
+pub(crate) fn schedtrace(s: &Sched, detail: bool) {
+    let text = sched_report(s, detail);
+    crate::signal::write_stderr(text.as_bytes());
+}
+
+// ---------------------------------------------------------------------------
+// The maintenance goroutine (Go's forced-GC slot).
+
+/// Maintenance passes completed (stats, tests).
+pub(crate) static MAINTENANCE_RUNS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Started by sysmon every `maintenance_period`: moves the idle Ps' cached
+/// stacks and Gs to the global pools (where the scavenger can release
+/// them), scavenges, and returns freed heap to the OS.
+pub(crate) fn start_maintenance() {
+    drop(crate::spawn(maintenance));
+}
+
+fn maintenance() {
+    let s = crate::sched::sched();
+    {
+        let sl = s.lock.lock();
+        let mut pp = sl.pidle;
+        // SAFETY: idle Ps belong to nobody while we hold the sched lock
+        // (taking one off the idle list needs it), so their caches are ours.
+        while let Some(p) = unsafe { pp.as_ref() } {
+            let cache = unsafe { &mut *p.stackcache.get() };
+            s.stacks.give(cache.drain(..));
+            let gfree = unsafe { &mut *p.gfree.get() };
+            s.gfree.lock().extend(gfree.drain(..));
+            pp = p.link.get();
+        }
+    }
+    s.stacks.scavenge(s.config.scavenge_after);
+    // SAFETY: malloc_trim only releases free heap pages; always sound.
+    unsafe { libc::malloc_trim(0) };
+    MAINTENANCE_RUNS.fetch_add(1, Ordering::Relaxed);
+}

@@ -196,7 +196,7 @@ fn plain_thread_can_spawn_and_join_once_started() {
     gort::run(|| ()); // make sure the runtime runs
     let h = gort::spawn(|| (0..1000u64).sum::<u64>());
     assert_eq!(h.join().unwrap(), 499_500);
-    let h = gort::spawn(|| gort::current_id());
+    let h = gort::spawn(gort::current_id);
     let id = h.id();
     assert_eq!(h.join().unwrap(), id);
 }

@@ -18,7 +18,7 @@
  *     rbp + 8   ->  interrupted rip   \ an ordinary frame record, so perf's
  *     rbp       ->  interrupted rbp   / frame-pointer walk goes through us
  *     rbp - 8   ->  rflags
- *     rbp - 16  ->  rax, then rbx, rcx, rdx, rsi, rdi, r8 ... r15 (rbp - 128)
+ *     rbp - 16  ->  rax, then rbx, rcx, rdx, rsi, rdi, r8 ... r15 (rbp - 120)
  *     below     ->  64-byte aligned XSAVE area (gort_xsave_size bytes), or
  *                   FXSAVE (512 bytes) on CPUs without OSXSAVE
  *
@@ -110,7 +110,7 @@ FUNC_BEGIN(gort_async_preempt)
     jmp 4f
 3:  fxrstor64 (%rsp)
 4:
-    leaq -128(%rbp), %rsp            /* back to the saved GPRs */
+    leaq -120(%rbp), %rsp            /* back to the saved GPRs (15 words) */
     popq %r15
     popq %r14
     popq %r13

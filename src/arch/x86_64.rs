@@ -125,13 +125,12 @@ pub(crate) fn stackguard_slot() -> *mut usize {
 /// any preemption signal).
 pub(crate) fn init_cpu_features() {
     use std::arch::x86_64::{__cpuid, __cpuid_count};
-    // SAFETY: cpuid is available on every x86_64 CPU.
-    let leaf1 = unsafe { __cpuid(1) };
+    let leaf1 = __cpuid(1);
     let osxsave = leaf1.ecx & (1 << 27) != 0;
     let (use_xsave, size) = if osxsave {
-        // SAFETY: leaf 0xD exists when OSXSAVE is set. EBX of sub-leaf 0 is
-        // the XSAVE area size for the features enabled in XCR0.
-        let d = unsafe { __cpuid_count(0xd, 0) };
+        // Leaf 0xD exists when OSXSAVE is set. EBX of sub-leaf 0 is the
+        // XSAVE area size for the features enabled in XCR0.
+        let d = __cpuid_count(0xd, 0);
         (1u8, (d.ebx as u64).max(576).div_ceil(64) * 64)
     } else {
         (0u8, 512)
@@ -142,12 +141,6 @@ pub(crate) fn init_cpu_features() {
         gort_xsave_size = size;
         gort_use_xsave = use_xsave;
     }
-}
-
-/// Bytes of vector state the trampoline saves (for tests and docs).
-pub(crate) fn xsave_size() -> usize {
-    // SAFETY: plain read of a word written once at start-up.
-    unsafe { std::ptr::addr_of!(gort_xsave_size).read() as usize }
 }
 
 /// The interrupted pc and sp of a signal context.

@@ -1,0 +1,218 @@
+//! Preemption: the rules for when a goroutine may be stopped, the request
+//! flags, the cooperative check, and the asynchronous path's Rust half.
+//!
+//! # Two ways to stop a goroutine
+//!
+//! sysmon asks for a preemption with `preempt_one`: it sets `G::preempt`,
+//! makes the goroutine's stack guard `STACK_PREEMPT`, and (unless async
+//! preemption is off) sends SIGURG to the goroutine's M.
+//!
+//! 1. **Cooperative** (Go's stackguard0). `check()` — called by hand or
+//!    injected by `#[gort::preemptible]` at function entry and loop
+//!    back-edges — compares the stack pointer with the per-M TLS word
+//!    `gort_tls_stackguard`. Normally that word is the running goroutine's
+//!    stack limit plus a margin, so one comparison catches an impending
+//!    stack overflow; a request makes it `STACK_PREEMPT`, above any stack
+//!    address, so the same comparison fails and `morestack` yields.
+//! 2. **Asynchronous.** The SIGURG handler checks `want_async_preempt` and
+//!    `is_async_safe_point` and rewrites the signal context so the goroutine
+//!    enters the asm trampoline, which saves every register and calls
+//!    `gort_async_preempt2`. That walks the goroutine's frames (see
+//!    `symbols`) and yields only if none of them is code that may hold
+//!    thread-affine state; otherwise the request stays pending.
+//!
+//! # Safe points (DESIGN §8)
+//!
+//! Never preempted: the runtime itself (`m.locks > 0`, or any frame in
+//! gort's own code), a goroutine inside `preempt::disable`, a goroutine in
+//! `syscall::blocking`, code outside the executable's own text (libc,
+//! the vDSO, ld.so), code in `std` (its stdout lock is reentrant per thread,
+//! its `thread_local!` accessors hand out per-thread references, its
+//! allocator paths call into libc), non-Rust code linked into the program,
+//! and a goroutine without `ASYNC_PREEMPT_STACK_NEED` bytes of stack left.
+//! A request that cannot be served stays pending: the next cooperative check
+//! serves it, and sysmon re-sends the signal while the goroutine keeps its
+//! processor (at most one signal in flight per M).
+//!
+//! An alternative would be to preempt in the signal handler itself, by
+//! switching stacks there; but then the goroutine's saved state would live
+//! on the signal stack, and the handler would run scheduler code that takes
+//! locks, which is not async-signal-safe.
+
+use crate::arch;
+use crate::g::G;
+use crate::m::{getm, After, LockedM, M};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A stack guard above every real stack address: `sp < STACK_PREEMPT`
+/// always holds, so a check that sees it takes the slow path.
+pub(crate) const STACK_PREEMPT: usize = usize::MAX - 0xfff;
+
+/// Bytes above the stack's low end where the cooperative check reports an
+/// overflow: enough for the report itself and the frames of functions that
+/// do not check.
+pub(crate) const STACK_GUARD_MARGIN: usize = 8 * 1024;
+
+/// Preemptions served, by kind (for stats and tests).
+pub(crate) static COOPERATIVE: AtomicU64 = AtomicU64::new(0);
+pub(crate) static ASYNC: AtomicU64 = AtomicU64::new(0);
+/// Signals that found the goroutine at an unsafe point.
+pub(crate) static REJECTED: AtomicU64 = AtomicU64::new(0);
+
+/// The explicit cooperative preemption check (Go's stackguard0 prologue).
+///
+/// Costs one TLS load and one comparison when nothing is asked. If sysmon
+/// asked this goroutine to yield, it yields here; if the goroutine is about
+/// to overflow its stack, the process ends with a clear message. Outside
+/// goroutines it does nothing.
+#[inline(always)]
+pub fn check() {
+    let sp = arch::current_sp();
+    if sp < arch::load_stackguard() {
+        morestack(sp);
+    }
+}
+
+/// The slow path of `check`: a preemption request or a stack overflow.
+#[cold]
+#[inline(never)]
+fn morestack(sp: usize) {
+    let Some(mp) = getm() else { return };
+    let gp = mp.curg();
+    if gp.is_null() {
+        return;
+    }
+    // SAFETY: the running G is alive while it runs.
+    let g = unsafe { &*gp };
+    if let Some(stack) = g.stack.get() {
+        if sp < stack.lo + STACK_GUARD_MARGIN {
+            crate::signal::report_overflow(g.id(), stack.hi - stack.lo, sp);
+        }
+    }
+    if g.preempt.load(Ordering::Acquire) && can_preempt(mp, g) {
+        COOPERATIVE.fetch_add(1, Ordering::Relaxed);
+        gopreempt();
+    }
+}
+
+/// Whether the running goroutine may be stopped now, as far as the
+/// runtime's own state goes (not where its pc is).
+fn can_preempt(mp: &M, g: &G) -> bool {
+    mp.locks.get() == 0 && g.preempt_off.get() == 0 && g.status() == crate::g::G_RUNNING
+}
+
+/// Yields the current goroutine for a preemption: it goes to the global
+/// run queue (as in Go), so another P may pick it up.
+fn gopreempt() {
+    crate::sched::mcall(After::Preempt);
+}
+
+/// Asks the goroutine running on `mp` to stop (sysmon's `preemptone`).
+/// Best effort: by the time the request lands the M may run another
+/// goroutine, which is then preempted instead (harmless).
+pub(crate) fn preempt_one(mp: &M, async_ok: bool) -> bool {
+    let gp = mp.curg();
+    if gp.is_null() {
+        return false;
+    }
+    // SAFETY: Gs are never freed.
+    let g = unsafe { &*gp };
+    g.preempt.store(true, Ordering::Release);
+    g.stackguard0.store(STACK_PREEMPT, Ordering::Release);
+    let slot = mp.stackguard_slot.get();
+    if !slot.is_null() {
+        // SAFETY: the slot is the M's TLS word, valid for the M's life (Ms
+        // never exit); it is only ever accessed as a whole word.
+        unsafe { std::ptr::write_volatile(slot, STACK_PREEMPT) };
+    }
+    if async_ok && !mp.signal_pending.swap(true, Ordering::AcqRel) {
+        crate::signal::tgkill_preempt(mp);
+    }
+    true
+}
+
+/// Guard returned by [`disable`]: while it lives, the goroutine is not
+/// preempted (neither by signal nor at cooperative checks). It may still
+/// block or yield on its own.
+#[must_use = "preemption is re-enabled when the guard is dropped"]
+pub struct NoPreempt {
+    g: *mut G,
+}
+
+/// Disables preemption of the current goroutine until the guard drops.
+/// Nests. Outside goroutines it does nothing.
+pub fn disable() -> NoPreempt {
+    let gp = crate::sched::getg();
+    if !gp.is_null() {
+        // SAFETY: the current G is alive while it runs; preempt_off is only
+        // touched by the G itself (and read by its M's signal handler).
+        unsafe { (*gp).preempt_off.set((*gp).preempt_off.get() + 1) };
+    }
+    NoPreempt { g: gp }
+}
+
+impl Drop for NoPreempt {
+    fn drop(&mut self) {
+        if self.g.is_null() {
+            return;
+        }
+        // SAFETY: as in `disable`; the guard is !Send, so this runs on the
+        // same goroutine.
+        let g = unsafe { &*self.g };
+        let n = g.preempt_off.get() - 1;
+        g.preempt_off.set(n);
+        if n == 0 && g.preempt.load(Ordering::Acquire) {
+            // A request came while disabled: serve it now.
+            check();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Asynchronous preemption (called from the SIGURG handler and trampoline).
+
+/// Handler side: whether the goroutine on `mp` should be preempted by
+/// signal now, judging by runtime state only.
+pub(crate) fn want_async_preempt(mp: &M, g: &G) -> bool {
+    crate::sched::async_preempt_enabled() && g.preempt.load(Ordering::Acquire) && can_preempt(mp, g)
+}
+
+/// Handler side: whether the interrupted `pc`/`sp` of `g` allow injecting
+/// the trampoline (the full frame walk happens in the trampoline).
+pub(crate) fn is_async_safe_point(g: &G, pc: usize, sp: usize) -> bool {
+    let Some(stack) = g.stack.get() else {
+        return false;
+    };
+    if sp <= stack.lo || sp > stack.hi || sp - stack.lo < arch::ASYNC_PREEMPT_STACK_NEED {
+        return false;
+    }
+    if arch::in_trampoline(pc) {
+        return false;
+    }
+    crate::symbols::pc_is_preemptible(pc)
+}
+
+/// Called by the trampoline on the goroutine's stack with every register of
+/// the interrupted code saved. Yields if the goroutine's frames allow it.
+#[no_mangle]
+extern "C" fn gort_async_preempt2() {
+    let locked = LockedM::acquire();
+    let Some(lm) = locked.as_ref() else { return };
+    let mp = lm.m();
+    let gp = mp.curg();
+    if gp.is_null() {
+        return;
+    }
+    // SAFETY: the running G is alive.
+    let g = unsafe { &*gp };
+    let ok = g.preempt.load(Ordering::Acquire)
+        && g.preempt_off.get() == 0
+        && crate::symbols::stack_is_preemptible();
+    drop(locked);
+    if ok {
+        ASYNC.fetch_add(1, Ordering::Relaxed);
+        gopreempt();
+    } else {
+        REJECTED.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,400 @@
+//! Which code may be interrupted: a map of the executable's functions, by
+//! kind, built from its ELF symbol table, and the frame walk that asks it
+//! about every frame of a goroutine before an asynchronous preemption.
+//!
+//! Rust has no compiler-made safe-point tables (Go's compiler marks unsafe
+//! points for its runtime), so gort classifies code by *who wrote it*:
+//!
+//! | kind      | what                                                  | preempt? |
+//! |-----------|-------------------------------------------------------|----------|
+//! | `User`    | the program's own Rust code, other crates, core, alloc | yes      |
+//! | `Entry`   | the frames under every goroutine: `gort_gstart`, the goroutine entry, `catch_unwind` | yes (they only wait for the code above) |
+//! | `Std`     | anything naming `std` (stdout's per-thread reentrant lock, `thread_local!` accessors, allocator glue, panics) | no |
+//! | `Runtime` | gort's own code                                       | no       |
+//! | `Foreign` | non-Rust code in the executable, unknown addresses    | no       |
+//!
+//! Code outside the executable (libc, the vDSO, ld.so, other shared
+//! objects) is `Foreign` too: the map only covers the executable.
+//!
+//! The signal handler looks only at the interrupted pc (a binary search, no
+//! allocation: async-signal-safe). The trampoline then walks every frame
+//! with `_Unwind_Backtrace` — the trampoline's CFI describes the
+//! interrupted registers — and preempts only if every frame is `User` or
+//! `Entry`. That is what keeps `println!` correct: its caller is user code,
+//! but std's `_print` frame holding the stdout lock is on the stack.
+//!
+//! `core`/`alloc` functions count as user code unless their symbol names a
+//! `std` item (for example `drop_in_place<std::io::StdoutLock>`): they
+//! hold no per-thread state.
+//!
+//! Without a symbol table (a stripped binary) the map is empty, and async
+//! preemption stays off: cooperative checks still work. Keep `.symtab`
+//! (`strip = "debuginfo"` does) to have both.
+
+use once_cell::sync::OnceCell;
+use std::ffi::c_void;
+use std::os::unix::fs::FileExt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    User,
+    Entry,
+    Std,
+    Runtime,
+    Foreign,
+}
+
+impl Kind {
+    fn preemptible(self) -> bool {
+        matches!(self, Kind::User | Kind::Entry)
+    }
+}
+
+/// Sorted, non-overlapping address ranges of the executable's functions.
+struct CodeMap {
+    /// (start, end, kind), sorted by start.
+    ranges: Vec<(usize, usize, Kind)>,
+}
+
+static MAP: OnceCell<CodeMap> = OnceCell::new();
+
+/// Builds the map (once; slow: reads and demangles the symbol table).
+/// Returns whether async preemption can use it.
+pub(crate) fn init() -> bool {
+    let map = MAP.get_or_init(|| CodeMap {
+        ranges: load().unwrap_or_default(),
+    });
+    !map.ranges.is_empty()
+}
+
+/// The kind of the code at `pc`. Async-signal-safe.
+pub(crate) fn kind_of(pc: usize) -> Kind {
+    let Some(map) = MAP.get() else {
+        return Kind::Foreign;
+    };
+    let r = &map.ranges;
+    let i = r.partition_point(|&(start, _, _)| start <= pc);
+    if i == 0 {
+        return Kind::Foreign;
+    }
+    let (start, end, kind) = r[i - 1];
+    if pc >= start && pc < end {
+        kind
+    } else {
+        Kind::Foreign
+    }
+}
+
+/// Handler check on the interrupted pc alone. `Entry` counts: in
+/// optimised builds the goroutine's closure is inlined into the generic
+/// `Packet::run`, so its loops run under that symbol.
+pub(crate) fn pc_is_preemptible(pc: usize) -> bool {
+    kind_of(pc).preemptible()
+}
+
+// ---------------------------------------------------------------------------
+// The frame walk (runs in the trampoline, on the goroutine's stack).
+
+#[repr(C)]
+struct UnwindContext {
+    _private: [u8; 0],
+}
+
+type TraceFn = extern "C" fn(*mut UnwindContext, *mut c_void) -> libc::c_int;
+
+extern "C" {
+    fn _Unwind_Backtrace(trace: TraceFn, arg: *mut c_void) -> libc::c_int;
+    fn _Unwind_GetIPInfo(ctx: *mut UnwindContext, ip_before_insn: *mut libc::c_int) -> usize;
+}
+
+const URC_NO_REASON: libc::c_int = 0;
+const URC_NORMAL_STOP: libc::c_int = 4;
+const MAX_FRAMES: usize = 512;
+
+struct Walk {
+    /// Passed the trampoline frame: frames from here on are the goroutine's.
+    past_trampoline: bool,
+    frames: usize,
+    verdict: Option<bool>,
+}
+
+extern "C" fn walk_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> libc::c_int {
+    // SAFETY: `arg` is the &mut Walk passed to _Unwind_Backtrace below.
+    let w = unsafe { &mut *(arg as *mut Walk) };
+    let mut before: libc::c_int = 0;
+    // SAFETY: `ctx` is the live unwind context handed to this callback.
+    let ip = unsafe { _Unwind_GetIPInfo(ctx, &mut before) };
+    if ip == 0 {
+        return URC_NORMAL_STOP;
+    }
+    // A return address points after the call: look up the call itself.
+    let pc = if before != 0 { ip } else { ip - 1 };
+    w.frames += 1;
+    if w.frames > MAX_FRAMES {
+        w.verdict = Some(false);
+        return URC_NORMAL_STOP;
+    }
+    if !w.past_trampoline {
+        if crate::arch::in_trampoline(pc) {
+            w.past_trampoline = true;
+        }
+        return URC_NO_REASON;
+    }
+    let kind = kind_of(pc);
+    if !kind.preemptible() {
+        w.verdict = Some(false);
+        return URC_NORMAL_STOP;
+    }
+    URC_NO_REASON
+}
+
+/// Walks the current goroutine's frames from the trampoline down to its
+/// entry; true if every frame may be preempted.
+pub(crate) fn stack_is_preemptible() -> bool {
+    let mut w = Walk {
+        past_trampoline: false,
+        frames: 0,
+        verdict: None,
+    };
+    // SAFETY: the callback only reads the context it is given and writes
+    // `w`, which outlives the call.
+    unsafe { _Unwind_Backtrace(walk_frame, &mut w as *mut Walk as *mut c_void) };
+    match w.verdict {
+        Some(v) => v,
+        // Reached the end: fine if we saw the goroutine's frames at all.
+        None => w.past_trampoline && w.frames > 1,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Classification of a symbol name.
+
+fn classify(mangled: &str) -> Kind {
+    match mangled {
+        "gort_gstart" | "__rust_try" => return Kind::Entry,
+        _ => {}
+    }
+    if !(mangled.starts_with("_ZN") || mangled.starts_with("_R")) {
+        return Kind::Foreign;
+    }
+    let Ok(d) = rustc_demangle::try_demangle(mangled) else {
+        return Kind::Foreign;
+    };
+    let name = format!("{d:#}");
+    classify_demangled(&name)
+}
+
+fn classify_demangled(name: &str) -> Kind {
+    // The frames every goroutine sits on.
+    if name.starts_with("gort::sched::goroutine_entry")
+        || (name.starts_with("<gort::join::Packet<") && name.ends_with("as gort::g::Task>::run"))
+        || name.starts_with("std::panicking::catch_unwind")
+        || name.starts_with("std::panicking::try")
+        || name.starts_with("std::panic::catch_unwind")
+    {
+        return Kind::Entry;
+    }
+    let krate = first_crate(name);
+    if krate == "gort" {
+        return Kind::Runtime;
+    }
+    if krate == "std" || mentions_crate(name, "std") {
+        return Kind::Std;
+    }
+    Kind::User
+}
+
+/// The first path's crate: `<alloc::string::String as core::fmt::Write>`
+/// gives `alloc`, `&mut myapp::Foo` gives `myapp`.
+fn first_crate(name: &str) -> &str {
+    let mut s = name;
+    loop {
+        let t = s
+            .trim_start_matches(['<', '&', '(', '[', '*', ' '])
+            .trim_start_matches("mut ")
+            .trim_start_matches("const ")
+            .trim_start_matches("dyn ");
+        if t.len() == s.len() {
+            break;
+        }
+        s = t;
+    }
+    let end = s
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(s.len());
+    &s[..end]
+}
+
+/// Whether `krate::` appears anywhere as a path start.
+fn mentions_crate(name: &str, krate: &str) -> bool {
+    let pat = format!("{krate}::");
+    name.match_indices(&pat).any(|(i, _)| {
+        i == 0
+            || !name[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+// ---------------------------------------------------------------------------
+// ELF symbol table of the running executable.
+
+const SHT_SYMTAB: u32 = 2;
+const STT_FUNC: u8 = 2;
+
+fn load() -> Option<Vec<(usize, usize, Kind)>> {
+    let bias = exe_load_bias()?;
+    let f = std::fs::File::open("/proc/self/exe").ok()?;
+    let read = |off: u64, len: usize| -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, off).ok()?;
+        Some(buf)
+    };
+    let eh = read(0, 64)?;
+    if &eh[..4] != b"\x7fELF" || eh[4] != 2 {
+        return None;
+    }
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+    let shoff = u64_at(&eh, 0x28);
+    let shentsize = u16_at(&eh, 0x3a) as usize;
+    let shnum = u16_at(&eh, 0x3c) as usize;
+    if shentsize < 64 || shnum == 0 {
+        return None;
+    }
+    let sh = read(shoff, shentsize * shnum)?;
+    let section = |i: usize| {
+        let b = &sh[i * shentsize..];
+        (u32_at(b, 4), u64_at(b, 24), u64_at(b, 32), u32_at(b, 40))
+    };
+    let symtab = (0..shnum).find(|&i| section(i).0 == SHT_SYMTAB)?;
+    let (_, sym_off, sym_size, strtab_idx) = section(symtab);
+    let (_, str_off, str_size, _) = section(strtab_idx as usize);
+    let syms = read(sym_off, sym_size as usize)?;
+    let strs = read(str_off, str_size as usize)?;
+    let mut ranges = Vec::new();
+    for sym in syms.chunks_exact(24) {
+        let info = sym[4];
+        let shndx = u16_at(sym, 6);
+        let value = u64_at(sym, 8) as usize;
+        let size = u64_at(sym, 16) as usize;
+        if info & 0xf != STT_FUNC || shndx == 0 || value == 0 {
+            continue;
+        }
+        let name_off = u32_at(sym, 0) as usize;
+        let name = strs.get(name_off..).and_then(|s| {
+            let end = s.iter().position(|&c| c == 0)?;
+            std::str::from_utf8(&s[..end]).ok()
+        });
+        let Some(name) = name else { continue };
+        // Asm routines of ours are sized by FUNC_END; treat a zero size as
+        // one byte so at least the entry is classified.
+        let size = size.max(1);
+        let kind = if name.starts_with("gort_") && name != "gort_gstart" {
+            Kind::Runtime
+        } else {
+            classify(name)
+        };
+        ranges.push((bias + value, bias + value + size, kind));
+    }
+    ranges.sort_unstable_by_key(|r| (r.0, r.1));
+    // Overlaps (aliases of one function) keep the stricter kind.
+    let mut merged: Vec<(usize, usize, Kind)> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        if let Some(last) = merged.last_mut() {
+            if r.0 < last.1 {
+                if !r.2.preemptible() {
+                    last.2 = r.2;
+                }
+                last.1 = last.1.max(r.1);
+                continue;
+            }
+        }
+        merged.push(r);
+    }
+    Some(merged)
+}
+
+/// The main executable's load bias, from the first `dl_iterate_phdr` entry.
+fn exe_load_bias() -> Option<usize> {
+    extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info; data is our &mut.
+        unsafe { *(data as *mut usize) = (*info).dlpi_addr as usize };
+        1 // stop after the first object: the executable
+    }
+    let mut bias: usize = usize::MAX;
+    // SAFETY: the callback writes only through `data`, a valid usize.
+    unsafe { libc::dl_iterate_phdr(Some(first), &mut bias as *mut usize as *mut c_void) };
+    (bias != usize::MAX).then_some(bias)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_names() {
+        assert_eq!(classify_demangled("myapp::work::spin"), Kind::User);
+        assert_eq!(
+            classify_demangled("<myapp::Foo as core::fmt::Display>::fmt"),
+            Kind::User
+        );
+        assert_eq!(classify_demangled("core::fmt::write"), Kind::User);
+        assert_eq!(
+            classify_demangled("alloc::fmt::format::format_inner"),
+            Kind::User
+        );
+        assert_eq!(classify_demangled("std::io::stdio::_print"), Kind::Std);
+        assert_eq!(
+            classify_demangled("<std::io::stdio::StdoutLock as std::io::Write>::write_all"),
+            Kind::Std
+        );
+        assert_eq!(
+            classify_demangled("core::ptr::drop_in_place<std::io::stdio::StdoutLock>"),
+            Kind::Std
+        );
+        assert_eq!(
+            classify_demangled("std::thread::local::LocalKey<T>::with"),
+            Kind::Std
+        );
+        assert_eq!(classify_demangled("gort::sched::newproc"), Kind::Runtime);
+        assert_eq!(
+            classify_demangled("gort::sched::goroutine_entry"),
+            Kind::Entry
+        );
+        assert_eq!(
+            classify_demangled("<gort::join::Packet<F,T> as gort::g::Task>::run"),
+            Kind::Entry
+        );
+        assert_eq!(
+            classify_demangled("std::panicking::catch_unwind::do_call"),
+            Kind::Entry
+        );
+        assert_eq!(classify_demangled("mystd::thing"), Kind::User);
+        assert_eq!(
+            classify_demangled("<&mut myapp::W as core::fmt::Write>::write_str"),
+            Kind::User
+        );
+    }
+
+    #[test]
+    fn map_covers_this_executable() {
+        assert!(init(), "no symbol table in the test binary");
+        // This test is gort's own code (a unit test of the runtime crate).
+        let f = classifies_names as fn() as usize;
+        assert_eq!(kind_of(f), Kind::Runtime);
+        let u = rustc_demangle::demangle as fn(&str) -> rustc_demangle::Demangle<'_> as usize;
+        assert_eq!(kind_of(u), Kind::User);
+        let p = std::io::stdout as fn() -> std::io::Stdout as usize;
+        assert_eq!(kind_of(p), Kind::Std);
+        let r = crate::sched::wakep as fn() as usize;
+        assert_eq!(kind_of(r), Kind::Runtime);
+        assert_eq!(kind_of(libc::malloc as *const () as usize), Kind::Foreign);
+    }
+}

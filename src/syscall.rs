@@ -1,0 +1,161 @@
+//! System calls that may block: `blocking(f)` brackets `f` with
+//! `entersyscall`/`exitsyscall` so the goroutine's P can run other
+//! goroutines meanwhile (DESIGN §9).
+//!
+//! # The P during a syscall
+//!
+//! `entersyscall` leaves the P in state `P_SYSCALL`, owned by nobody: the
+//! M keeps a pointer (`oldp`) but gives up `m.p`. Then:
+//! - the call returns quickly: `exitsyscall` takes the same P back with
+//!   one CAS `P_SYSCALL` → `P_RUNNING` (the fast path: no lock, no wakeup);
+//! - the call blocks: sysmon sees `syscalltick` unchanged for a round, CASes
+//!   the P to `P_IDLE` and hands it to another M (`handoff_p`); on return
+//!   `exitsyscall` tries an idle P, and failing that queues the goroutine
+//!   on the global run queue and parks the M.
+//!
+//! Inside `f` the goroutine holds no P: it must not wait on goroutine
+//! primitives (that panics with a clear message) and is never preempted.
+
+use crate::g::{G_RUNNING, G_SYSCALL};
+use crate::m::{getm, After, M};
+use crate::p::{P, P_RUNNING, P_SYSCALL};
+use std::sync::atomic::Ordering;
+
+/// Runs `f`, a call that may block in the kernel, letting other goroutines
+/// use this goroutine's processor meanwhile. Outside a goroutine it just
+/// calls `f`. A panic in `f` propagates after the processor is reacquired.
+pub fn blocking<F, R>(f: F) -> R
+where
+    F: FnOnce() -> R,
+{
+    if !entersyscall() {
+        return f();
+    }
+    struct Exit;
+    impl Drop for Exit {
+        fn drop(&mut self) {
+            exitsyscall();
+        }
+    }
+    let _exit = Exit;
+    f()
+}
+
+/// Returns false if the caller is not a goroutine (nothing to do).
+fn entersyscall() -> bool {
+    let Some(mp) = getm() else { return false };
+    let gp = mp.curg();
+    if gp.is_null() {
+        return false;
+    }
+    // SAFETY: the running G is alive.
+    let g = unsafe { &*gp };
+    if g.status() == G_SYSCALL {
+        return false; // nested blocking(): already off the P
+    }
+    mp.locks.set(mp.locks.get() + 1);
+    let pp = mp.p();
+    // SAFETY: a running goroutine's M holds a P.
+    let p = unsafe { &*pp };
+    g.set_status(G_SYSCALL);
+    p.syscalltick.fetch_add(1, Ordering::Relaxed);
+    mp.oldp.set(pp);
+    mp.p.store(std::ptr::null_mut(), Ordering::Release);
+    p.m.store(std::ptr::null_mut(), Ordering::Release);
+    p.status.store(P_SYSCALL, Ordering::SeqCst);
+    let s = crate::sched::sched();
+    crate::sched::wake_sysmon(s);
+    if !p.runq.is_empty() {
+        // Others wait for this P: make sure sysmon looks soon.
+        crate::sysmon::kick(s);
+    }
+    mp.locks.set(mp.locks.get() - 1);
+    true
+}
+
+fn exitsyscall() {
+    let mp = getm().expect("exitsyscall off an M");
+    let gp = mp.curg();
+    // SAFETY: the running G is alive.
+    let g = unsafe { &*gp };
+    mp.locks.set(mp.locks.get() + 1);
+    let oldp = mp.oldp.replace(std::ptr::null_mut());
+    // SAFETY: Ps live forever in allp.
+    if let Some(p) = unsafe { oldp.as_ref() } {
+        if p.status
+            .compare_exchange(P_SYSCALL, P_RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            reacquire(mp, p);
+            g.set_status(G_RUNNING);
+            mp.locks.set(mp.locks.get() - 1);
+            return;
+        }
+    }
+    // Our P was handed off. Any idle one?
+    let s = crate::sched::sched();
+    let pp = {
+        let mut sl = s.lock.lock();
+        crate::sched::pidleget(&mut sl, s)
+    };
+    // SAFETY: pidleget gave us exclusive use of pp.
+    if let Some(p) = unsafe { pp.as_ref() } {
+        crate::sched::acquirep(mp, p);
+        g.set_status(G_RUNNING);
+        mp.locks.set(mp.locks.get() - 1);
+        return;
+    }
+    mp.locks.set(mp.locks.get() - 1);
+    // No P: g0 queues us globally and parks this M.
+    crate::sched::mcall(After::ExitSyscall);
+    // Resumed by some M with a P, status Running (set by execute).
+}
+
+fn reacquire(mp: &'static M, p: &P) {
+    mp.p.store(p as *const P as *mut P, Ordering::Release);
+    p.m.store(mp as *const M as *mut M, Ordering::Release);
+}
+
+/// Wires the calling goroutine to its current OS thread: until a matching
+/// `unlock_os_thread`, it runs only on this thread, and no other goroutine
+/// runs on it. Calls nest. Outside a goroutine it does nothing (a plain
+/// thread is its own).
+pub fn lock_os_thread() {
+    let Some(lm) = crate::m::LockedM::acquire() else {
+        return;
+    };
+    let mp = lm.m();
+    let gp = mp.curg();
+    if gp.is_null() {
+        return;
+    }
+    // SAFETY: the running G is alive; `lm` keeps it on this M meanwhile.
+    let g = unsafe { &*gp };
+    g.locked.set(g.locked.get() + 1);
+    g.lockedm.store(mp as *const M as *mut M, Ordering::Release);
+    mp.lockedg.store(gp, Ordering::Release);
+}
+
+/// Undoes one `lock_os_thread`; the last one lets the goroutine move
+/// again. Unbalanced calls are ignored.
+pub fn unlock_os_thread() {
+    let Some(lm) = crate::m::LockedM::acquire() else {
+        return;
+    };
+    let mp = lm.m();
+    let gp = mp.curg();
+    if gp.is_null() {
+        return;
+    }
+    // SAFETY: the running G is alive.
+    let g = unsafe { &*gp };
+    let n = g.locked.get();
+    if n == 0 {
+        return;
+    }
+    g.locked.set(n - 1);
+    if n == 1 {
+        g.lockedm.store(std::ptr::null_mut(), Ordering::Release);
+        mp.lockedg.store(std::ptr::null_mut(), Ordering::Release);
+    }
+}

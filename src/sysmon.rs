@@ -1,0 +1,213 @@
+//! sysmon: the monitor thread. An M without a P that never runs
+//! goroutines; it watches the Ps from outside (DESIGN §4–5).
+//!
+//! Each round it:
+//! - **retakes**: a P whose `schedtick` has not moved for the time slice
+//!   gets `preempt_one` (its goroutine ran too long); a P whose M sits in a
+//!   system call for more than one sysmon round is taken back (CAS
+//!   `P_SYSCALL` → `P_IDLE`) and handed to another M if it has work or no
+//!   P is idle, and always after 10ms;
+//! - runs the **periodic duties**: the stack scavenger and the maintenance
+//!   goroutine (Go's forced GC slot);
+//! - prints **schedtrace** when `GORT_DEBUG=schedtrace=MS` asks.
+//!
+//! # Sleeping
+//!
+//! 20µs between rounds while rounds find work; after 50 idle rounds the
+//! delay doubles each round, up to 10ms — or half the time slice, if that
+//! is shorter, so a short slice is honoured. When every P is idle sysmon
+//! sleeps deeply on `sysmon_note` (an idle program costs no CPU) until a P
+//! becomes busy (`acquirep` wakes it) or a periodic duty is due. A P
+//! entering a syscall with work queued "kicks" sysmon so the handoff does
+//! not wait out a long delay.
+
+use crate::p::{P_RUNNING, P_SYSCALL};
+use crate::sched::Sched;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Go's forcePreemptNS lives in the config (`time_slice`); these are fixed.
+const MIN_DELAY: Duration = Duration::from_micros(20);
+const MAX_DELAY: Duration = Duration::from_millis(10);
+/// A syscall longer than this always loses its P.
+const SYSCALL_HANDOFF_ALWAYS: Duration = Duration::from_millis(10);
+/// How often sysmon looks for idle stacks to scavenge.
+const SCAVENGE_CHECK: Duration = Duration::from_secs(1);
+
+/// sysmon's view of one P: the ticks it saw last and when they changed.
+#[derive(Clone, Copy)]
+struct PTick {
+    schedtick: u32,
+    schedwhen: Instant,
+    syscalltick: u32,
+    syscallwhen: Instant,
+}
+
+/// Times sysmon handed off a P from a syscall, and preemptions it asked
+/// for (stats).
+pub(crate) static HANDOFFS: AtomicU64 = AtomicU64::new(0);
+pub(crate) static PREEMPT_REQUESTS: AtomicU64 = AtomicU64::new(0);
+/// Rounds sysmon has run (stats, tests of the idle sleep).
+pub(crate) static ROUNDS: AtomicU64 = AtomicU64::new(0);
+/// Set by a P entering a syscall with queued work: sysmon should look soon.
+static KICKED: AtomicU32 = AtomicU32::new(0);
+
+/// Starts the sysmon thread.
+pub(crate) fn start(s: &'static Sched) {
+    extern "C" fn main(_: *mut libc::c_void) -> *mut libc::c_void {
+        crate::signal::set_thread_name("gort-sysmon");
+        sysmon(crate::sched::sched())
+    }
+    let _ = s;
+    crate::signal::spawn_thread(256 * 1024, main, std::ptr::null_mut());
+}
+
+/// Asks sysmon to look at the Ps soon (a syscall started with work
+/// queued behind it).
+pub(crate) fn kick(s: &Sched) {
+    if KICKED.swap(1, Ordering::AcqRel) == 0 {
+        s.sysmon_note.wakeup();
+    }
+}
+
+fn sysmon(s: &'static Sched) -> ! {
+    // The code map is slow to build (it reads the symbol table); sysmon
+    // builds it before it sends any preemption signal.
+    if s.config.async_preempt {
+        crate::arch::init_cpu_features();
+        if crate::symbols::init() {
+            s.async_preempt.store(true, Ordering::Release);
+        }
+    }
+    let slice = s.config.time_slice;
+    let max_delay = MAX_DELAY.min(slice / 2).max(MIN_DELAY);
+    let now = Instant::now();
+    let mut ticks = vec![
+        PTick {
+            schedtick: 0,
+            schedwhen: now,
+            syscalltick: 0,
+            syscallwhen: now,
+        };
+        s.procs()
+    ];
+    let mut idle: u32 = 0;
+    let mut delay = MIN_DELAY;
+    let mut last_trace = now;
+    let mut last_scavenge = now;
+    let mut last_maintenance = now;
+    let trace_every = Duration::from_millis(s.config.debug.schedtrace_ms);
+    loop {
+        if idle == 0 {
+            delay = MIN_DELAY;
+        } else if idle > 50 {
+            delay = (delay * 2).min(max_delay);
+        }
+        s.sysmon_note.sleep_timeout(delay);
+        s.sysmon_note.clear();
+        if KICKED.swap(0, Ordering::AcqRel) != 0 {
+            idle = 0;
+        }
+        ROUNDS.fetch_add(1, Ordering::Relaxed);
+
+        // Deep sleep while every P is idle (nothing to preempt or retake).
+        if trace_every.is_zero() && s.npidle.load(Ordering::SeqCst) as usize == s.procs() {
+            s.sysmonwait.store(true, Ordering::SeqCst);
+            if s.npidle.load(Ordering::SeqCst) as usize == s.procs() {
+                let until_duty = next_duty(s, last_scavenge, last_maintenance);
+                s.sysmon_note.sleep_timeout(until_duty);
+            }
+            s.sysmonwait.store(false, Ordering::SeqCst);
+            s.sysmon_note.clear();
+            idle = 0;
+            delay = MIN_DELAY;
+        }
+
+        let now = Instant::now();
+        if retake(s, &mut ticks, now) > 0 {
+            idle = 0;
+        } else {
+            idle += 1;
+        }
+
+        if now.duration_since(last_scavenge) >= SCAVENGE_CHECK.min(s.config.scavenge_after) {
+            last_scavenge = now;
+            s.stacks.scavenge(s.config.scavenge_after);
+        }
+        if now.duration_since(last_maintenance) >= s.config.maintenance_period {
+            last_maintenance = now;
+            crate::trace::start_maintenance();
+        }
+        if !trace_every.is_zero() && now.duration_since(last_trace) >= trace_every {
+            last_trace = now;
+            crate::trace::schedtrace(s, s.config.debug.scheddetail);
+        }
+    }
+}
+
+/// How long sysmon may sleep deeply before a periodic duty is due.
+fn next_duty(s: &Sched, last_scavenge: Instant, last_maintenance: Instant) -> Duration {
+    let now = Instant::now();
+    let scav = (last_scavenge + SCAVENGE_CHECK.min(s.config.scavenge_after))
+        .saturating_duration_since(now);
+    let maint = (last_maintenance + s.config.maintenance_period).saturating_duration_since(now);
+    scav.min(maint).max(MIN_DELAY)
+}
+
+/// Preempts long-running goroutines and takes Ps back from syscalls.
+/// Returns how many Ps it took back.
+fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> u32 {
+    let mut n = 0;
+    let slice = s.config.time_slice;
+    let async_ok = s.async_preempt.load(Ordering::Acquire);
+    for (pp, pd) in s.allp.iter().zip(ticks.iter_mut()) {
+        let status = pp.status.load(Ordering::SeqCst);
+        if status == P_RUNNING {
+            let t = pp.schedtick.load(Ordering::Relaxed);
+            if pd.schedtick != t {
+                pd.schedtick = t;
+                pd.schedwhen = now;
+            } else if now.duration_since(pd.schedwhen) >= slice {
+                let mp = pp.m.load(Ordering::Acquire);
+                // SAFETY: Ms are never freed.
+                if let Some(mp) = unsafe { mp.as_ref() } {
+                    if crate::preempt::preempt_one(mp, async_ok) {
+                        PREEMPT_REQUESTS.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        } else if status == P_SYSCALL {
+            let t = pp.syscalltick.load(Ordering::Relaxed);
+            if pd.syscalltick != t {
+                pd.syscalltick = t;
+                pd.syscallwhen = now;
+                continue;
+            }
+            // One round in the syscall. Keep the P for a quick return if
+            // nothing waits for it and someone else can look for work.
+            let waited = now.duration_since(pd.syscallwhen);
+            if pp.runq.is_empty()
+                && s.nmspinning.load(Ordering::SeqCst) + s.npidle.load(Ordering::SeqCst) > 0
+                && waited < SYSCALL_HANDOFF_ALWAYS
+            {
+                continue;
+            }
+            if pp
+                .status
+                .compare_exchange(
+                    P_SYSCALL,
+                    crate::p::P_IDLE,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                )
+                .is_ok()
+            {
+                n += 1;
+                HANDOFFS.fetch_add(1, Ordering::Relaxed);
+                pp.syscalltick.fetch_add(1, Ordering::Relaxed);
+                crate::sched::handoff_p(s, pp);
+            }
+        }
+    }
+    n
+}
