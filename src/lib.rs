@@ -34,6 +34,7 @@ mod sysmon;
 mod trace;
 
 pub use gort_macros::main;
+pub use gort_macros::preemptible;
 pub use join::{exit, run, spawn, Exit, JoinHandle};
 pub use runtime::{
     Builder, Error, Runtime, DEFAULT_MAINTENANCE_PERIOD, DEFAULT_SCAVENGE_AFTER,

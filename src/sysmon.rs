@@ -71,12 +71,21 @@ pub(crate) fn kick(s: &Sched) {
 }
 
 fn sysmon(s: &'static Sched) -> ! {
-    // The code map is slow to build (it reads the symbol table); sysmon
-    // builds it before it sends any preemption signal.
+    // The code map is slow to build (it reads and demangles the symbol
+    // table: tens of milliseconds), so a helper thread builds it while
+    // sysmon already works; preemption signals start once it is ready
+    // (cooperative requests work from the start).
     if s.config.async_preempt {
         crate::arch::init_cpu_features();
-        if crate::symbols::init() {
-            s.async_preempt.store(true, Ordering::Release);
+        let built = std::thread::Builder::new()
+            .name("gort-codemap".into())
+            .spawn(move || {
+                if crate::symbols::init() {
+                    s.async_preempt.store(true, Ordering::Release);
+                }
+            });
+        if let Err(e) = built {
+            crate::fatal(&format!("cannot start the code-map thread: {e}"));
         }
     }
     let slice = s.config.time_slice;
@@ -130,7 +139,7 @@ fn sysmon(s: &'static Sched) -> ! {
             idle += 1;
         }
 
-        if now.duration_since(last_scavenge) >= SCAVENGE_CHECK.min(s.config.scavenge_after) {
+        if now.duration_since(last_scavenge) >= scavenge_every(s) {
             last_scavenge = now;
             s.stacks.scavenge(s.config.scavenge_after);
         }
@@ -148,8 +157,7 @@ fn sysmon(s: &'static Sched) -> ! {
 /// How long sysmon may sleep deeply before a periodic duty is due.
 fn next_duty(s: &Sched, last_scavenge: Instant, last_maintenance: Instant) -> Duration {
     let now = Instant::now();
-    let scav = (last_scavenge + SCAVENGE_CHECK.min(s.config.scavenge_after))
-        .saturating_duration_since(now);
+    let scav = (last_scavenge + scavenge_every(s)).saturating_duration_since(now);
     let maint = (last_maintenance + s.config.maintenance_period).saturating_duration_since(now);
     scav.min(maint).max(MIN_DELAY)
 }
@@ -210,4 +218,12 @@ fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> u32 {
         }
     }
     n
+}
+
+/// How often the scavenger looks: every second, or more often for short
+/// `scavenge_after` settings (tests), but not more than every 10ms.
+fn scavenge_every(s: &Sched) -> Duration {
+    SCAVENGE_CHECK
+        .min(s.config.scavenge_after)
+        .max(Duration::from_millis(10))
 }

@@ -2,6 +2,7 @@
 
 use proc_macro::TokenStream;
 use quote::quote;
+use syn::visit_mut::{self, VisitMut};
 use syn::{parse_macro_input, ItemFn, ReturnType};
 
 /// Runs `fn main` as the main goroutine: the body becomes the closure given
@@ -47,4 +48,164 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     }
     .into()
+}
+
+/// Makes a function preemptible at cooperative safe points: it injects
+/// `::gort::preempt::check();` as the first statement of the function body
+/// and of the body of every loop in it (`loop`, `while`, `while let`,
+/// `for`), nested loops included, wherever they are: in blocks, `if` and
+/// `match` arms, and closures defined in the function (their loops run as
+/// part of this code).
+///
+/// The check costs one TLS load and one comparison. On a goroutine it
+/// yields if sysmon asked the goroutine to stop (so a tight loop cannot
+/// starve the others even with asynchronous preemption off), and ends the
+/// process with `goroutine N stack overflow` when the stack is about to
+/// run out, before the guard page is hit. Outside goroutines it does
+/// nothing.
+///
+/// ```ignore
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// #[gort::preemptible]
+/// fn spin(stop: &AtomicBool) -> u64 {
+///     let mut n = 0u64;
+///     // becomes: while .. { ::gort::preempt::check(); n = n.wrapping_add(1); }
+///     while !stop.load(Ordering::Relaxed) {
+///         n = n.wrapping_add(1);
+///     }
+///     n
+/// }
+///
+/// struct Grid(Vec<Vec<u32>>);
+///
+/// impl Grid {
+///     #[gort::preemptible] // methods work too
+///     fn first_above(&mut self, limit: u32) -> Option<(usize, usize)> {
+///         'rows: for (i, row) in self.0.iter().enumerate() {
+///             for (j, v) in row.iter().enumerate() {
+///                 if *v > limit {
+///                     return Some((i, j));
+///                 }
+///                 if *v == 0 {
+///                     continue 'rows;
+///                 }
+///             }
+///         }
+///         None
+///     }
+/// }
+/// ```
+///
+/// The check is a statement at the start of each block, so labels,
+/// `break value`, `continue` and borrows behave exactly as without the
+/// attribute.
+///
+/// Not instrumented: nested items (`fn`, `impl`, `const`, `static`, `mod`
+/// ... inside the body are other functions; annotate them separately),
+/// const contexts (`const { .. }` blocks, array lengths, const generic
+/// arguments), and code inside macro invocations (`vec![..]`,
+/// user macros), whose tokens are opaque to the attribute.
+///
+/// Rejected with an error: `async fn` (an async body runs in `poll` of a
+/// future, not as a plain function; put `gort::preempt::check()` in it by
+/// hand), `const fn` (the check is not const), functions without a body,
+/// and any arguments to the attribute. Expects the crate to be reachable
+/// as `::gort`.
+#[proc_macro_attribute]
+pub fn preemptible(args: TokenStream, item: TokenStream) -> TokenStream {
+    match preemptible_impl(args.into(), item.into()) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn preemptible_impl(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    if !args.is_empty() {
+        return Err(syn::Error::new_spanned(
+            args,
+            "#[gort::preemptible] takes no arguments",
+        ));
+    }
+    // `fn` items, impl methods (a `self` receiver parses as an `ItemFn`
+    // too) and trait methods with a default body all parse as `ItemFn`.
+    let mut f: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            if let Ok(t) = syn::parse2::<syn::TraitItemFn>(item) {
+                if t.default.is_none() {
+                    return Err(syn::Error::new_spanned(
+                        &t.sig,
+                        "#[gort::preemptible] needs a function with a body \
+                         (put it on the implementations instead)",
+                    ));
+                }
+            }
+            return Err(syn::Error::new(
+                e.span(),
+                format!("#[gort::preemptible] applies to functions and methods: {e}"),
+            ));
+        }
+    };
+    if let Some(a) = &f.sig.asyncness {
+        return Err(syn::Error::new_spanned(
+            a,
+            "#[gort::preemptible] cannot be used on an `async fn`: its body runs inside \
+             `Future::poll`, not as a plain function; call `gort::preempt::check()` by hand \
+             where it fits",
+        ));
+    }
+    if let Some(c) = &f.sig.constness {
+        return Err(syn::Error::new_spanned(
+            c,
+            "#[gort::preemptible] cannot be used on a `const fn`: the preemption check \
+             (`gort::preempt::check()`) is not const",
+        ));
+    }
+    Injector.visit_block_mut(&mut f.block);
+    f.block.stmts.insert(0, check_stmt());
+    Ok(quote!(#f))
+}
+
+/// `::gort::preempt::check();`, spanned at the attribute (call site), with
+/// an absolute path so a local `gort` or `preempt` cannot capture it.
+fn check_stmt() -> syn::Stmt {
+    syn::parse_quote!(::gort::preempt::check();)
+}
+
+/// Puts the check at the start of every loop body reachable from a
+/// function body without entering another item or a const context.
+struct Injector;
+
+impl VisitMut for Injector {
+    fn visit_expr_mut(&mut self, e: &mut syn::Expr) {
+        match e {
+            syn::Expr::Loop(l) => l.body.stmts.insert(0, check_stmt()),
+            syn::Expr::While(w) => w.body.stmts.insert(0, check_stmt()),
+            syn::Expr::ForLoop(f) => f.body.stmts.insert(0, check_stmt()),
+            // Inline `const { .. }`: evaluated at compile time.
+            syn::Expr::Const(_) => return,
+            // `[x; N]`: N is a const context; only x runs.
+            syn::Expr::Repeat(r) => {
+                self.visit_expr_mut(&mut r.expr);
+                return;
+            }
+            _ => {}
+        }
+        // Also visits the condition / iterator expression and the body
+        // (whose first statement is now the check: visiting it is a no-op).
+        visit_mut::visit_expr_mut(self, e);
+    }
+
+    // Nested items are separate functions (or const contexts).
+    fn visit_item_mut(&mut self, _: &mut syn::Item) {}
+
+    // Types can hold const expressions (`[u8; { .. }]`).
+    fn visit_type_mut(&mut self, _: &mut syn::Type) {}
+
+    // Generic arguments are types and const contexts (`f::<{ .. }>()`).
+    fn visit_generic_argument_mut(&mut self, _: &mut syn::GenericArgument) {}
 }

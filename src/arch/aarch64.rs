@@ -84,7 +84,7 @@ const _: () = assert!(size_of::<libc::ucontext_t>() == UCONTEXT_SIZE);
 const _: () = assert!(offset_of!(libc::ucontext_t, uc_mcontext) == 176);
 const _: () = assert!(offset_of!(libc::mcontext_t, pstate) == 272);
 const _: () = assert!(RESERVED_OFFSET + RESERVED_SIZE == UCONTEXT_SIZE);
-const _: () = assert!(SIGFRAME_SIZE % 16 == 0 && TRAMPOLINE_FRAME_SIZE == 4768);
+const _: () = assert!(SIGFRAME_SIZE.is_multiple_of(16) && TRAMPOLINE_FRAME_SIZE == 4768);
 
 /// Record magics in `__reserved` (arch/arm64/include/uapi/asm/sigcontext.h).
 const FPSIMD_MAGIC: u32 = 0x4650_8001;
@@ -204,7 +204,7 @@ unsafe fn records_copyable(rec: *const u8) -> bool {
         if magic == 0 {
             return size == 0 && fpsimd;
         }
-        if size < 16 || size % 16 != 0 || size > RESERVED_SIZE - off {
+        if size < 16 || !size.is_multiple_of(16) || size > RESERVED_SIZE - off {
             return false;
         }
         let ok = match magic {
@@ -254,7 +254,7 @@ pub(crate) unsafe fn inject_async_preempt(uc: *mut libc::ucontext_t) -> bool {
         let mc = &(*uc).uc_mcontext;
         (mc.sp as usize, mc.pc, mc.regs[29])
     };
-    if sp % 16 != 0 {
+    if !sp.is_multiple_of(16) {
         return false;
     }
     // SAFETY: __reserved is inside the kernel's ucontext (asserted layout).

@@ -477,7 +477,7 @@ static void *signaller(void *arg)
         rnd ^= rnd << 13;
         rnd ^= rnd >> 7;
         rnd ^= rnd << 17;
-        for (volatile uint64_t d = rnd % 20000; d > 0; d--)
+        for (volatile uint64_t d = rnd % HOLD_ITERS; d > 0; d--)
             ;
     }
     atomic_store(&done, 1);
@@ -575,7 +575,7 @@ int main(void)
         fprintf(stderr, "FAIL: inject refused %" PRIu64 " times (signal frame records: %s)\n", ref, recs);
         ok = 0;
     }
-    if (inj * 10 < h * 9) {
+    if (inj * 10 < h * 8) {
         fprintf(stderr, "FAIL: only %" PRIu64 " of %" PRIu64 " signals led to a preemption (%" PRIu64
                 " found the trampoline)\n", inj, h, tramp);
         ok = 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds tests/aarch64/switch_harness.c against asm/aarch64/switch.S and runs
-# it: natively on an aarch64 host, otherwise under qemu-aarch64 (the binary is
-# static, so no aarch64 sysroot is needed at run time).
+# Builds tests/aarch64/switch_harness.c against asm/aarch64/switch.S, then
+# tests/aarch64/preempt_harness.c against asm/aarch64/preempt.S, and runs
+# them: natively on an aarch64 host, otherwise under qemu-aarch64 (the
+# binaries are static, so no aarch64 sysroot is needed at run time).
 #
 # Needs: aarch64-linux-gnu-gcc (Debian/Ubuntu: gcc-aarch64-linux-gnu, which
 # pulls in libc6-dev-arm64-cross) and, off aarch64, qemu-aarch64 (qemu-user).
@@ -46,3 +47,15 @@ trap 'rm -rf "$out"' EXIT
     tests/aarch64/switch_harness.c asm/aarch64/switch.S
 
 "${runner[@]}" "$out/switch_harness"
+
+"$cc" -static -O2 -g -Wall -Wextra -pthread -I asm \
+    -o "$out/preempt_harness" \
+    tests/aarch64/preempt_harness.c asm/aarch64/preempt.S
+
+# Under qemu, twice: the default CPU ("max": the signal frame carries SVE,
+# TPIDR2 and ZA records, and the V registers come back from the SVE record)
+# and a plain Armv8.0 one (FPSIMD record only).
+"${runner[@]}" "$out/preempt_harness"
+if [[ ${#runner[@]} -gt 0 ]]; then
+    "${runner[@]}" -cpu cortex-a57 "$out/preempt_harness"
+fi
