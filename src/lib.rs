@@ -79,7 +79,8 @@ pub struct Stats {
     pub stack_reserved: usize,
     /// Stacks in the global pool (free, not cached by a P).
     pub stacks_pooled: usize,
-    /// Bytes of stack memory the scavenger returned to the kernel.
+    /// Bytes of stack address range the scavenger released to the kernel
+    /// (an upper bound on the memory returned: untouched pages count too).
     pub stack_scavenged: usize,
     /// Preemptions sysmon asked for (goroutines that ran past their slice).
     pub preempt_requests: u64,
