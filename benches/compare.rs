@@ -1,53 +1,120 @@
 //! The gort side of the gort-vs-Go comparison (`benches/go/compare.sh`).
 //!
 //! ```text
-//! cargo bench --bench compare -- <workload> [n=<N>] [runs=<R>]
+//! cargo bench --bench compare -- <workload> [n=<N>] [runs=<R>] [slice_us=<US>]
 //! GORT_MAXPROCS=2 target/release/deps/compare-* spawn_join n=1000000
-//! ```
-//!
-//! Runs the workload once to warm up (Gs, stacks and heap get allocated),
-//! then `runs` times (default 5), and prints the best run as one line:
-//!
-//! ```text
-//! spawn_join procs=1 n=1000000 ns_per_op=123.4
+//! GORT_MAXPROCS=2 target/release/deps/compare-* lateness slice_us=100
 //! ```
 //!
 //! `benches/go/` has the Go programs doing the same work, with the same
 //! arguments and output. Keep the two sides in step when changing either.
 //!
-//! Workloads:
+//! The number of procs comes from `GORT_MAXPROCS` (default: all CPUs);
+//! `slice_us` sets the time slice through `Builder::time_slice` (default
+//! 10ms, Go's forcePreemptNS, which Go cannot change).
+//!
+//! # Throughput workloads
+//!
+//! Run once to warm up (Gs, stacks and heap get allocated), then `runs`
+//! times (default 5), and print the best run as one line:
+//!
+//! ```text
+//! spawn_join procs=1 n=1000000 ns_per_op=123.4
+//! ```
+//!
 //! - `spawn_join`: the main goroutine spawns `n` goroutines, goroutine `i`
 //!   returning `2*i + 1`; it keeps the handles, then joins them all and
 //!   checks the sum (`n*n`). ns/op = elapsed / n.
 //! - `yield_pingpong`: two goroutines each call `yield_now` `n` times; the
 //!   main goroutine joins both. ns/op = elapsed / (2n), per yield.
 //!
-//! The number of procs comes from `GORT_MAXPROCS` (default: all CPUs).
+//! # Scheduling-latency workloads
+//!
+//! One run each (`runs` is ignored), printing the same leading fields plus
+//! the workload's own, e.g.
+//!
+//! ```text
+//! lateness procs=2 slice_us=10000 n=300 p50_us=… p99_us=… max_us=…
+//! ```
+//!
+//! - `lateness`: `SPINNERS` goroutines spin (a tight loop with no calls,
+//!   reading a stop flag) so that every P is busy, and a sleeper does `n`
+//!   times: take `t0`, sleep 1ms, take the wake time once it runs again;
+//!   lateness = wake − t0 − 1ms. Percentiles in µs.
+//! - `fairness`: `SPINNERS` goroutines run the same loop, each counting its
+//!   own iterations, for `n` milliseconds (meant for procs=1); then the
+//!   main goroutine stops them. Prints each one's share of all iterations
+//!   (ideal: 1/SPINNERS) and min share / max share.
+//! - `handoff`: `n` times (after `HANDOFF_WARMUP` unrecorded rounds, which
+//!   create the Ms): goroutine A spawns B (queued on A's P), takes
+//!   `t_enter` and enters a 50ms blocking `nanosleep`; B takes `t_run` as
+//!   its first action. Latency = t_run − t_enter: how long a runnable
+//!   goroutine waits for the P of a goroutine blocked in a syscall (meant
+//!   for procs=1, where only the handoff can run B). Percentiles in µs.
+//!
+//! Before the spinning workloads start, the main goroutine waits until
+//! asynchronous preemption is active (the code map is built in the
+//! background at start-up, tens of ms): these workloads measure the
+//! steady state, and Go's runtime has signal preemption from its first
+//! instruction. The wait is printed on stderr with gort's counters.
 //!
 //! Without a workload (plain `cargo bench`, or `cargo test --all-targets`)
 //! it runs every workload once with a small `n`, as a smoke test.
 
 use std::hint::black_box;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How a workload runs and reports.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Runs the work once and returns (elapsed, operations done); the best
+    /// of `runs` is reported as ns/op.
+    Throughput(fn(u64) -> (Duration, u64)),
+    /// Runs once and returns its own result fields (`key=value ...`).
+    Once(fn(u64) -> String),
+}
 
 struct Workload {
     name: &'static str,
     default_n: u64,
-    /// Runs the work once and returns (elapsed, operations done).
-    run: fn(u64) -> (Duration, u64),
+    /// `n` for the smoke test.
+    smoke_n: u64,
+    kind: Kind,
 }
 
 const WORKLOADS: &[Workload] = &[
     Workload {
         name: "spawn_join",
         default_n: 1_000_000,
-        run: spawn_join,
+        smoke_n: 1000,
+        kind: Kind::Throughput(spawn_join),
     },
     Workload {
         name: "yield_pingpong",
         default_n: 1_000_000,
-        run: yield_pingpong,
+        smoke_n: 1000,
+        kind: Kind::Throughput(yield_pingpong),
+    },
+    Workload {
+        name: "lateness",
+        default_n: 300,
+        smoke_n: 5,
+        kind: Kind::Once(lateness),
+    },
+    Workload {
+        name: "fairness",
+        default_n: 2000,
+        smoke_n: 50,
+        kind: Kind::Once(fairness),
+    },
+    Workload {
+        name: "handoff",
+        default_n: 50,
+        smoke_n: 2,
+        kind: Kind::Once(handoff),
     },
 ];
 
@@ -82,35 +149,252 @@ fn yield_pingpong(n: u64) -> (Duration, u64) {
     (elapsed, 2 * n)
 }
 
+// ---------------------------------------------------------------------------
+// Scheduling-latency workloads.
+
+/// Spinning goroutines in `lateness` and `fairness`.
+const SPINNERS: usize = 4;
+/// The sleep of `lateness`.
+const SLEEP: Duration = Duration::from_millis(1);
+/// The blocking call of `handoff`: long enough that B always runs before
+/// it returns (Go's sysmon takes a P back within 20µs–20ms).
+const HANDOFF_SYSCALL: Duration = Duration::from_millis(50);
+/// Unrecorded `handoff` rounds first (the first handoff creates an M).
+const HANDOFF_WARMUP: u64 = 3;
+
+/// The spinning loop: no calls, one relaxed load of `stop` and one add per
+/// iteration (the Go side's loop is the same: `atomic.LoadUint32` is a
+/// plain load on amd64). The atomic load keeps the compiler from removing
+/// or collapsing the loop; returning the count keeps the count. Only a
+/// preemption signal can take the P from it.
+#[inline(never)]
+fn spin(stop: &AtomicBool) -> u64 {
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+    }
+    n
+}
+
+/// Sleeps `d` in the kernel, off the P (sysmon may hand the P to another
+/// thread meanwhile).
+fn sleep_off_p(d: Duration) {
+    gort::syscall::blocking(|| std::thread::sleep(d));
+}
+
+/// Waits (off the P) until signal preemption is active; returns how long
+/// that took. See the module docs.
+fn wait_async_preempt() -> Duration {
+    let start = Instant::now();
+    while !gort::stats().async_preempt && start.elapsed() < Duration::from_secs(5) {
+        sleep_off_p(Duration::from_millis(1));
+    }
+    start.elapsed()
+}
+
+/// Nearest-rank percentile of sorted `v` (the Go side computes the same).
+fn percentile(v: &[Duration], p: usize) -> Duration {
+    let rank = (p * v.len()).div_ceil(100).max(1);
+    v[rank - 1]
+}
+
+/// `p50_us=… p99_us=… max_us=…` of `v`.
+fn latency_fields(mut v: Vec<Duration>) -> String {
+    v.sort();
+    let us = |d: Duration| d.as_nanos() as f64 / 1000.0;
+    format!(
+        "p50_us={:.1} p99_us={:.1} max_us={:.1}",
+        us(percentile(&v, 50)),
+        us(percentile(&v, 99)),
+        us(*v.last().expect("no samples"))
+    )
+}
+
+/// Starts `SPINNERS` spinning goroutines.
+fn start_spinners(stop: &Arc<AtomicBool>) -> Vec<gort::JoinHandle<u64>> {
+    (0..SPINNERS)
+        .map(|_| {
+            let stop = stop.clone();
+            gort::spawn(move || spin(&stop))
+        })
+        .collect()
+}
+
+/// Runs on the main goroutine. `n` sleeps of 1ms while every P spins.
+///
+/// gort has no timers yet (no `gort::time::sleep`), so the sleeper sleeps
+/// with `syscall::blocking(|| thread::sleep(1ms))`: it leaves its P in a
+/// syscall, sleeps in the kernel, and on waking must get a P back — from
+/// spinning goroutines, so only preemption gives it one. The lateness
+/// measured is "get a P back after the sleep", which is what preemption
+/// governs; Go's `time.Sleep` parks the goroutine on a runtime timer, which
+/// fires when a P next schedules (again: when preemption stops a spinner).
+/// Switch to `gort::time::sleep` once it exists.
+fn lateness(n: u64) -> String {
+    let ready = wait_async_preempt();
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners = start_spinners(&stop);
+    let sleeper = gort::spawn(move || {
+        (0..n)
+            .map(|_| {
+                let t0 = Instant::now();
+                sleep_off_p(SLEEP);
+                t0.elapsed().saturating_sub(SLEEP)
+            })
+            .collect::<Vec<Duration>>()
+    });
+    let late = sleeper.join().expect("sleeper panicked");
+    stop.store(true, Ordering::Relaxed);
+    for h in spinners {
+        black_box(h.join().expect("spinner panicked"));
+    }
+    report_stats("lateness", ready);
+    latency_fields(late)
+}
+
+/// Runs on the main goroutine. `SPINNERS` goroutines count iterations for
+/// `n` ms. With one P the main goroutine's wake-up is a consistent cut:
+/// while it runs no spinner does, and any spinner that runs after it sets
+/// `stop` sees the flag before counting again.
+fn fairness(n: u64) -> String {
+    let ready = wait_async_preempt();
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners = start_spinners(&stop);
+    let start = Instant::now();
+    sleep_off_p(Duration::from_millis(n));
+    stop.store(true, Ordering::Relaxed);
+    let window = start.elapsed();
+    let counts: Vec<u64> = spinners
+        .into_iter()
+        .map(|h| h.join().expect("spinner panicked"))
+        .collect();
+    report_stats("fairness", ready);
+    fairness_fields(&counts, window)
+}
+
+/// `window_ms=… min_share=… max_share=… min_max=… shares=a,b,c,d`.
+fn fairness_fields(counts: &[u64], window: Duration) -> String {
+    let total: u64 = counts.iter().sum();
+    let shares: Vec<f64> = counts
+        .iter()
+        .map(|&c| c as f64 / total.max(1) as f64)
+        .collect();
+    let min = shares.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = shares.iter().copied().fold(0.0, f64::max);
+    let list: Vec<String> = shares.iter().map(|s| format!("{s:.4}")).collect();
+    format!(
+        "window_ms={:.1} min_share={min:.4} max_share={max:.4} min_max={:.4} shares={}",
+        window.as_secs_f64() * 1000.0,
+        if max > 0.0 { min / max } else { 0.0 },
+        list.join(",")
+    )
+}
+
+/// A real blocking system call (Go's side: `syscall.Nanosleep`, which
+/// enters the syscall state likewise). After an interruption by a signal
+/// it sleeps the remainder, as the Go side does.
+fn nanosleep(d: Duration) {
+    let mut ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    };
+    loop {
+        let req = ts;
+        // SAFETY: both pointers are to valid timespecs.
+        if unsafe { libc::nanosleep(&req, &mut ts) } == 0 {
+            return;
+        }
+        let err = std::io::Error::last_os_error();
+        assert_eq!(err.raw_os_error(), Some(libc::EINTR), "nanosleep: {err}");
+    }
+}
+
+/// One round of `handoff`: returns t_run − t_enter.
+fn handoff_once() -> Duration {
+    let a = gort::spawn(|| {
+        // B waits in this P's run queue while A blocks.
+        let b = gort::spawn(Instant::now);
+        let t_enter = Instant::now();
+        gort::syscall::blocking(|| nanosleep(HANDOFF_SYSCALL));
+        (t_enter, b)
+    });
+    let (t_enter, b) = a.join().expect("A panicked");
+    let t_run = b.join().expect("B panicked");
+    t_run.saturating_duration_since(t_enter)
+}
+
+/// Runs on the main goroutine.
+fn handoff(n: u64) -> String {
+    for _ in 0..HANDOFF_WARMUP {
+        handoff_once();
+    }
+    let lat: Vec<Duration> = (0..n).map(|_| handoff_once()).collect();
+    report_stats("handoff", Duration::ZERO);
+    latency_fields(lat)
+}
+
+/// gort's counters on stderr, for diagnosis.
+fn report_stats(workload: &str, ready: Duration) {
+    let s = gort::stats();
+    eprintln!(
+        "# gort {workload}: async preemption ready after {:.1}ms; preempt_requests={} \
+         preempted_async={} preempted_cooperative={} preempt_rejected={} \
+         syscall_handoffs={} threads={}",
+        ready.as_secs_f64() * 1000.0,
+        s.preempt_requests,
+        s.preempted_async,
+        s.preempted_cooperative,
+        s.preempt_rejected,
+        s.syscall_handoffs,
+        s.threads
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Driver.
+
 fn usage() -> String {
     let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
     format!(
-        "usage: compare <workload> [n=<N>] [runs=<R>]\nworkloads: {}",
+        "usage: compare <workload> [n=<N>] [runs=<R>] [slice_us=<US>]\nworkloads: {}",
         names.join(", ")
     )
 }
 
-/// The workloads to run, each with its `n`, and the number of runs.
-type Plan = (Vec<(&'static Workload, u64)>, u32);
+/// What to run: the workloads with their `n`, the number of runs, and the
+/// time slice to configure (None: the default).
+struct Plan {
+    work: Vec<(&'static Workload, u64)>,
+    runs: u32,
+    slice: Option<Duration>,
+}
 
 fn parse_args() -> Result<Plan, String> {
     let mut workload = None;
     let mut n = None;
     let mut runs = 5u32;
+    let mut slice = None;
+    // cargo bench passes `--bench`; the rest is ours.
     let args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
     if args.is_empty() {
         // Smoke test: every workload, small, once.
-        return Ok((WORKLOADS.iter().map(|w| (w, 1000)).collect(), 1));
+        return Ok(Plan {
+            work: WORKLOADS.iter().map(|w| (w, w.smoke_n)).collect(),
+            runs: 1,
+            slice: None,
+        });
     }
-    // cargo bench passes `--bench`; the rest is ours.
     for arg in args {
         if let Some(v) = arg.strip_prefix("n=") {
             n = Some(v.parse().map_err(|_| format!("bad n: {v:?}"))?);
         } else if let Some(v) = arg.strip_prefix("runs=") {
             runs = v.parse().map_err(|_| format!("bad runs: {v:?}"))?;
+        } else if let Some(v) = arg.strip_prefix("slice_us=") {
+            let us: u64 = v.parse().map_err(|_| format!("bad slice_us: {v:?}"))?;
+            slice = Some(Duration::from_micros(us));
         } else if workload.is_none() {
             let w = WORKLOADS
                 .iter()
@@ -126,36 +410,62 @@ fn parse_args() -> Result<Plan, String> {
     if n == 0 || runs == 0 {
         return Err("n and runs must be at least 1".into());
     }
-    Ok((vec![(workload, n)], runs))
+    Ok(Plan {
+        work: vec![(workload, n)],
+        runs,
+        slice,
+    })
 }
 
 fn main() -> ExitCode {
-    let (plan, runs) = match parse_args() {
+    let plan = match parse_args() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("compare: {e}\n{}", usage());
             return ExitCode::from(2);
         }
     };
-    for (workload, n) in plan {
-        let run = workload.run;
+    let slice = plan.slice.unwrap_or(gort::DEFAULT_TIME_SLICE);
+    if plan.slice.is_some() {
+        if let Err(e) = gort::Builder::new().time_slice(slice).start() {
+            eprintln!("compare: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let runs = plan.runs;
+    for (workload, n) in plan.work {
         // The whole measurement runs on one main goroutine, as Go's main does.
-        let best = gort::run(move || {
-            run(n); // warm-up
-            (0..runs)
-                .map(|_| {
-                    let (elapsed, ops) = run(n);
-                    elapsed.as_nanos() as f64 / ops as f64
-                })
-                .fold(f64::INFINITY, f64::min)
-        });
-        println!(
-            "{} procs={} n={} ns_per_op={:.1}",
-            workload.name,
-            gort::stats().procs,
-            n,
-            best
-        );
+        match workload.kind {
+            Kind::Throughput(run) => {
+                let best = gort::run(move || {
+                    run(n); // warm-up
+                    (0..runs)
+                        .map(|_| {
+                            let (elapsed, ops) = run(n);
+                            elapsed.as_nanos() as f64 / ops as f64
+                        })
+                        .fold(f64::INFINITY, f64::min)
+                });
+                println!(
+                    "{} procs={} n={} ns_per_op={:.1}",
+                    workload.name,
+                    gort::stats().procs,
+                    n,
+                    best
+                );
+            }
+            Kind::Once(run) => {
+                let fields = gort::run(move || run(n));
+                println!(
+                    "{} procs={} slice_us={} n={} {}",
+                    workload.name,
+                    gort::stats().procs,
+                    slice.as_micros(),
+                    n,
+                    fields
+                );
+            }
+        }
     }
     ExitCode::SUCCESS
 }

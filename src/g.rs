@@ -45,6 +45,7 @@ pub(crate) trait Task: Send + Sync {
 pub(crate) enum WaitReason {
     None,
     JoinHandle,
+    Sleep,
 }
 
 impl WaitReason {
@@ -52,6 +53,7 @@ impl WaitReason {
         match self {
             WaitReason::None => "",
             WaitReason::JoinHandle => "join",
+            WaitReason::Sleep => "sleep",
         }
     }
 }

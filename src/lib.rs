@@ -31,7 +31,13 @@ mod stack;
 mod symbols;
 pub mod syscall;
 mod sysmon;
+mod timer;
 mod trace;
+
+/// Time: goroutine-aware sleeping.
+pub mod time {
+    pub use crate::timer::sleep;
+}
 
 pub use gort_macros::main;
 pub use gort_macros::preemptible;

@@ -40,6 +40,8 @@ pub(crate) struct P {
     /// Goroutines stolen by this P from others (stats).
     pub(crate) steals: AtomicU64,
     pub(crate) runq: RunQueue,
+    /// Timers created on this P.
+    pub(crate) timers: crate::timer::PTimers,
     /// Free Gs for reuse (owner).
     pub(crate) gfree: UnsafeCell<Vec<*mut G>>,
     /// Free stacks for reuse (owner).
@@ -63,6 +65,7 @@ impl P {
             syscalltick: AtomicU32::new(0),
             steals: AtomicU64::new(0),
             runq: RunQueue::new(),
+            timers: crate::timer::PTimers::new(),
             gfree: UnsafeCell::new(Vec::new()),
             stackcache: UnsafeCell::new(Vec::new()),
         }

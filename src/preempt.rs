@@ -109,7 +109,8 @@ fn gopreempt() {
 
 /// Asks the goroutine running on `mp` to stop (sysmon's `preemptone`).
 /// Best effort: by the time the request lands the M may run another
-/// goroutine, which is then preempted instead (harmless).
+/// goroutine, which is then preempted instead (harmless). Returns whether
+/// this is a new request (not a repeat of a pending one).
 pub(crate) fn preempt_one(mp: &M, async_ok: bool) -> bool {
     let gp = mp.curg();
     if gp.is_null() {
@@ -117,7 +118,7 @@ pub(crate) fn preempt_one(mp: &M, async_ok: bool) -> bool {
     }
     // SAFETY: Gs are never freed.
     let g = unsafe { &*gp };
-    g.preempt.store(true, Ordering::Release);
+    let repeat = g.preempt.swap(true, Ordering::AcqRel);
     g.stackguard0.store(STACK_PREEMPT, Ordering::Release);
     let slot = mp.stackguard_slot.get();
     if !slot.is_null() {
@@ -128,7 +129,7 @@ pub(crate) fn preempt_one(mp: &M, async_ok: bool) -> bool {
     if async_ok && !mp.signal_pending.swap(true, Ordering::AcqRel) {
         crate::signal::tgkill_preempt(mp);
     }
-    true
+    !repeat
 }
 
 /// Guard returned by [`disable`]: while it lives, the goroutine is not

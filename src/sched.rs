@@ -598,6 +598,8 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
     'top: loop {
         // SAFETY: this M holds a P at the top of every round.
         let pp: &'static P = unsafe { &*mp.p() };
+        // Expired timers of our P first: what they wake goes to runnext.
+        crate::timer::run_timers(&pp.timers, crate::timer::nanotime());
 
         // Fairness: now and then look at the global queue first, so a busy
         // local queue cannot starve it.
@@ -682,6 +684,16 @@ fn steal_work(s: &Sched, mp: &M, pp: &P) -> Option<*mut G> {
         let start = mp.fastrand() as usize % n;
         for i in 0..n {
             let victim = &s.allp[(start + i) % n];
+            if steal_next && !std::ptr::eq(victim, pp) {
+                // Last round: run the victim's expired timers (an idle P's
+                // included); what they wake lands in our queue.
+                let now = crate::timer::nanotime();
+                if crate::timer::run_timers(&victim.timers, now) > 0 {
+                    if let Some((gp, _)) = pp.runq.get() {
+                        return Some(gp);
+                    }
+                }
+            }
             if std::ptr::eq(victim, pp) || victim.status.load(Ordering::Acquire) == P_IDLE {
                 continue;
             }

@@ -172,7 +172,10 @@ extern "C" fn sigurg_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: 
     }
     // SAFETY: is_async_safe_point checked the goroutine runs on its own
     // stack with room for the trampoline below sp.
-    unsafe { crate::arch::inject_async_preempt(uc) };
+    if !unsafe { crate::arch::inject_async_preempt(uc) } {
+        // (aarch64: a signal frame it cannot copy.) Stays pending.
+        crate::preempt::REJECTED.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Passes a signal to a previously installed handler (nothing for the

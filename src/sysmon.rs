@@ -51,11 +51,45 @@ pub(crate) static PREEMPT_REQUESTS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static ROUNDS: AtomicU64 = AtomicU64::new(0);
 /// Set by a P entering a syscall with queued work: sysmon should look soon.
 static KICKED: AtomicU32 = AtomicU32::new(0);
+/// When sysmon plans to wake next (nanotime); a timer due earlier wakes it.
+static WAKE_AT: AtomicU64 = AtomicU64::new(0);
+
+/// A timer due at `when` was added: wake sysmon if it would sleep past it.
+pub(crate) fn timer_added(when: u64) {
+    if when < WAKE_AT.load(Ordering::SeqCst) {
+        let s = crate::sched::sched();
+        WAKE_AT.store(0, Ordering::SeqCst);
+        s.sysmon_note.wakeup();
+    }
+}
+
+/// Sleeps on sysmon's note for at most `d`, publishing the wake-up time so
+/// that an earlier timer can cut the sleep short.
+fn sleep_for(s: &Sched, d: Duration) {
+    let now = crate::timer::nanotime();
+    WAKE_AT.store(now.saturating_add(d.as_nanos() as u64), Ordering::SeqCst);
+    // Re-check after publishing: a timer added just before is seen here.
+    // An already overdue timer does not shorten the sleep (the P that owns
+    // it is busy and will run it at its next schedule; sysmon must not spin).
+    let next = crate::timer::next_timer(s);
+    let d = if next > now {
+        d.min(Duration::from_nanos(next - now))
+    } else {
+        d
+    };
+    s.sysmon_note.sleep_timeout(d);
+    WAKE_AT.store(0, Ordering::SeqCst);
+    s.sysmon_note.clear();
+}
 
 /// Starts the sysmon thread.
 pub(crate) fn start(s: &'static Sched) {
     extern "C" fn main(_: *mut libc::c_void) -> *mut libc::c_void {
         crate::signal::set_thread_name("gort-sysmon");
+        // Timer expiry precision: the default 50µs slack would delay
+        // every timer sysmon wakes for.
+        // SAFETY: PR_SET_TIMERSLACK only affects this thread's sleeps.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
         sysmon(crate::sched::sched())
     }
     let _ = s;
@@ -112,8 +146,7 @@ fn sysmon(s: &'static Sched) -> ! {
         } else if idle > 50 {
             delay = (delay * 2).min(max_delay);
         }
-        s.sysmon_note.sleep_timeout(delay);
-        s.sysmon_note.clear();
+        sleep_for(s, delay);
         if KICKED.swap(0, Ordering::AcqRel) != 0 {
             idle = 0;
         }
@@ -124,12 +157,24 @@ fn sysmon(s: &'static Sched) -> ! {
             s.sysmonwait.store(true, Ordering::SeqCst);
             if s.npidle.load(Ordering::SeqCst) as usize == s.procs() {
                 let until_duty = next_duty(s, last_scavenge, last_maintenance);
-                s.sysmon_note.sleep_timeout(until_duty);
+                sleep_for(s, until_duty);
             }
             s.sysmonwait.store(false, Ordering::SeqCst);
-            s.sysmon_note.clear();
             idle = 0;
             delay = MIN_DELAY;
+        }
+
+        // Overdue timers with nobody looking: start an M for an idle P
+        // (it runs every P's expired timers while looking for work).
+        if crate::timer::next_timer(s) <= crate::timer::nanotime()
+            && s.npidle.load(Ordering::SeqCst) > 0
+            && s.nmspinning.load(Ordering::SeqCst) == 0
+            && s.nmspinning
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            crate::sched::startm(s, std::ptr::null_mut(), true);
+            idle = 0;
         }
 
         let now = Instant::now();

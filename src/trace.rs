@@ -71,12 +71,13 @@ pub(crate) fn sched_report(s: &Sched, detail: bool) -> String {
             let mid = unsafe { mp.as_ref() }.map_or(-1, |m| m.id as i64);
             let _ = writeln!(
                 out,
-                "  P{}: status={} schedtick={} syscalltick={} m={mid} runqsize={}",
+                "  P{}: status={} schedtick={} syscalltick={} m={mid} runqsize={} timers={}",
                 pp.id,
                 pp.status.load(Ordering::Relaxed),
                 pp.schedtick.load(Ordering::Relaxed),
                 pp.syscalltick.load(Ordering::Relaxed),
                 pp.runq.len(),
+                pp.timers.len(),
             );
         }
         for mp in s.allm.lock().iter() {

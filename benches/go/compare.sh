@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
 # Runs the gort benchmarks (benches/compare.rs) and the same work in Go
 # (benches/go/*.go) on this machine, one after the other, and prints every
-# figure and a markdown table with the gort/Go ratio (below 1: gort faster).
+# figure and two markdown tables:
+#
+# 1. throughput (best of RUNS): ns/op and the gort/Go ratio (below 1: gort
+#    faster);
+# 2. scheduling latency and fairness (one run each): wake-up lateness of a
+#    1ms sleeper while every P spins, fairness of 4 spinners on one P, and
+#    the latency from a goroutine entering a blocking syscall to another
+#    running on its P; each at gort's default 10ms slice and at a 100µs
+#    slice. Go's slice (forcePreemptNS) is fixed at 10ms, so its figure is
+#    the same in both settings (measured once). With the targets.
 #
 #   benches/go/compare.sh [FILTER]
 #
 # FILTER (optional) is an extended regex matched against "workload procs=N"
-# of each row, e.g. `spawn_join`, `procs=1`, `yield.*procs=2`.
+# of each row (and "workload procs=N slice_us=US" in table 2), e.g.
+# `spawn_join`, `procs=1`, `yield.*procs=2`, `lateness`, `slice_us=100$`.
 #
 # Environment:
 #   GO    the go command (default /usr/lib/go-1.19/bin/go, Debian's
 #         golang-1.19-go, else `go` on PATH)
-#   RUNS  measured runs per workload, best one reported (default 5; each
-#         side also does one warm-up run first)
+#   RUNS  measured runs per throughput workload, best one reported (default
+#         5; each side also does one warm-up run first)
 #
 # To add a workload: implement it in benches/compare.rs (WORKLOADS) and in a
 # new benches/go/<workload>.go (registering itself in `workloads`), both
 # taking the same `n=` and printing the same line, then add rows below.
+# Other load on the machine matters to table 2: run it on an idle machine.
 set -euo pipefail
 
 # One row per measurement: workload, procs, then arguments for both sides.
@@ -26,6 +37,19 @@ ROWS=(
     "yield_pingpong 1 n=1000000"
     "yield_pingpong 2 n=1000000" # for information: no target at procs 2
 )
+
+# Table 2, one run per row: workload, procs, gort's slice in µs (10000 is
+# the default, passed to gort as no argument; anything else as slice_us=),
+# then arguments for both sides.
+LATENCY_ROWS=(
+    "lateness 2 10000 n=300"
+    "lateness 2 100 n=300"
+    "fairness 1 10000 n=2000"
+    "fairness 1 100 n=2000"
+    "handoff 1 10000 n=50"
+    "handoff 1 100 n=50"
+)
+DEFAULT_SLICE_US=10000
 
 FILTER="${1:-}"
 RUNS="${RUNS:-5}"
@@ -62,17 +86,44 @@ GORT_BIN="$(cd "$ROOT" &&
 [[ -n "$GORT_BIN" && -x "$GORT_BIN" ]] || die "could not locate the compare bench binary"
 
 # --- run ---------------------------------------------------------------------
-# Prints the ns_per_op field of a result line, or fails.
-ns_per_op() {
-    local line="$1" v
-    v="$(sed -n 's/.* ns_per_op=\([0-9.]*\).*/\1/p' <<<"$line")"
-    [[ -n "$v" ]] || die "unexpected output: $line"
+# Prints the value of field $2 (`name=value`) of result line $1, or fails.
+field() {
+    local line="$1" name="$2" v
+    v="$(sed -n "s/.* $name=\([^ ]*\).*/\1/p" <<<"$line")"
+    [[ -n "$v" ]] || die "no $name in output: $line"
     echo "$v"
 }
 
-echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r)" >&2
+# a/b with $3 decimals (default 2).
+ratio() {
+    awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "inf"; else printf "%.*f", d, a / b }'
+}
+
+# "yes" if a/b <= max (latency targets), else "NO".
+within() {
+    awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { print (a <= m * b ? "yes" : "NO") }'
+}
+
+# "yes" if a >= b (fairness target: min/max share at least Go's), else "NO".
+at_least() {
+    awk -v a="$1" -v b="$2" 'BEGIN { print (a >= b ? "yes" : "NO") }'
+}
+
+# "25.0% / 25.0% (1.000)": min share / max share (min/max) of a fairness line.
+fair_cell() {
+    awk -v lo="$(field "$1" min_share)" -v hi="$(field "$1" max_share)" -v r="$(field "$1" min_max)" \
+        'BEGIN { printf "%.1f%% / %.1f%% (%.3f)", lo * 100, hi * 100, r }'
+}
+
+# 10000 -> 10ms, 100 -> 100µs.
+slice_name() {
+    awk -v us="$1" 'BEGIN { if (us % 1000 == 0) printf "%dms", us / 1000; else printf "%dµs", us }'
+}
+
+echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "gort: $GORT_BIN" >&2
 echo "go:   $GO_BIN" >&2
+
 TABLE=()
 for row in "${ROWS[@]}"; do
     read -r workload procs args <<<"$row"
@@ -85,14 +136,72 @@ for row in "${ROWS[@]}"; do
     # shellcheck disable=SC2086
     go_line="$(GOMAXPROCS="$procs" "$GO_BIN" "$workload" $args "runs=$RUNS")"
     echo "go:   $go_line"
-    gort_ns="$(ns_per_op "$gort_line")"
-    go_ns="$(ns_per_op "$go_line")"
-    ratio="$(awk -v a="$gort_ns" -v b="$go_ns" 'BEGIN { printf "%.2f", a / b }')"
-    TABLE+=("| $workload | $procs | $gort_ns | $go_ns | $ratio |")
+    gort_ns="$(field "$gort_line" ns_per_op)"
+    go_ns="$(field "$go_line" ns_per_op)"
+    TABLE+=("| $workload | $procs | $gort_ns | $go_ns | $(ratio "$gort_ns" "$go_ns") |")
 done
-[[ ${#TABLE[@]} -gt 0 ]] || die "no workload matches filter '$FILTER'"
 
-echo
-echo "| workload | procs | gort ns/op | Go ns/op | gort/Go ratio |"
-echo "|---|---:|---:|---:|---:|"
-printf '%s\n' "${TABLE[@]}"
+LTABLE=()
+declare -A GO_CACHE # Go's line per "workload procs args": its slice is fixed
+for row in "${LATENCY_ROWS[@]}"; do
+    read -r workload procs slice_us args <<<"$row"
+    if [[ -n "$FILTER" ]] && ! [[ "$workload procs=$procs slice_us=$slice_us" =~ $FILTER ]]; then
+        continue
+    fi
+    gort_args="$args"
+    if [[ "$slice_us" != "$DEFAULT_SLICE_US" ]]; then
+        gort_args+=" slice_us=$slice_us"
+    fi
+    # shellcheck disable=SC2086 # args is a list of words
+    gort_line="$(GORT_MAXPROCS="$procs" "$GORT_BIN" "$workload" $gort_args)"
+    echo "gort: $gort_line"
+    key="$workload $procs $args"
+    if [[ -z "${GO_CACHE[$key]:-}" ]]; then
+        # shellcheck disable=SC2086
+        GO_CACHE[$key]="$(GOMAXPROCS="$procs" "$GO_BIN" "$workload" $args)"
+        echo "go:   ${GO_CACHE[$key]}"
+    else
+        echo "go:   (same as above: Go's slice is fixed at 10ms)"
+    fi
+    go_line="${GO_CACHE[$key]}"
+    # Targets: p99 latency no worse than Go's at the default slice, at
+    # least 10x better at a shorter one; fairness at least Go's.
+    if [[ "$slice_us" == "$DEFAULT_SLICE_US" ]]; then
+        max_ratio=1 target="≤ 1"
+    else
+        max_ratio=0.1 target="≤ 0.1"
+    fi
+    setting="slice $(slice_name "$slice_us") (Go: 10ms)"
+    case "$workload" in
+    fairness)
+        g="$(field "$gort_line" min_max)"
+        o="$(field "$go_line" min_max)"
+        LTABLE+=("| $workload | $procs | $setting | min share / max share (min/max) | $(fair_cell "$gort_line") | $(fair_cell "$go_line") | $(ratio "$g" "$o") | ≥ 1 | $(at_least "$g" "$o") |")
+        ;;
+    *)
+        for m in p50 p99 max; do
+            g="$(field "$gort_line" "${m}_us")"
+            o="$(field "$go_line" "${m}_us")"
+            t="" met=""
+            if [[ "$m" == p99 ]]; then
+                t="$target" met="$(within "$g" "$o" "$max_ratio")"
+            fi
+            LTABLE+=("| $workload | $procs | $setting | $m µs | $g | $o | $(ratio "$g" "$o") | $t | $met |")
+        done
+        ;;
+    esac
+done
+[[ ${#TABLE[@]} -gt 0 || ${#LTABLE[@]} -gt 0 ]] || die "no workload matches filter '$FILTER'"
+
+if [[ ${#TABLE[@]} -gt 0 ]]; then
+    echo
+    echo "| workload | procs | gort ns/op | Go ns/op | gort/Go ratio |"
+    echo "|---|---:|---:|---:|---:|"
+    printf '%s\n' "${TABLE[@]}"
+fi
+if [[ ${#LTABLE[@]} -gt 0 ]]; then
+    echo
+    echo "| workload | procs | setting | metric | gort | Go | gort/Go ratio (latency: lower is better; fairness min/max: higher is better) | target (p99, min/max) | met |"
+    echo "|---|---:|---|---|---:|---:|---:|---:|---|"
+    printf '%s\n' "${LTABLE[@]}"
+fi

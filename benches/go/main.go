@@ -1,9 +1,20 @@
 // Command gortbench is the Go side of the gort-vs-Go comparison run by
 // compare.sh. It mirrors benches/compare.rs: same workloads, same arguments,
-// same method (one warm-up run, then the best of `runs`), same output line:
+// same method, same output lines:
 //
 //	gortbench <workload> [n=<N>] [runs=<R>]
+//
+// Throughput workloads do one warm-up run, then print the best of `runs`:
+//
 //	spawn_join procs=1 n=1000000 ns_per_op=123.4
+//
+// Scheduling-latency workloads (lateness, fairness, handoff) run once and
+// print their own fields after the common ones:
+//
+//	lateness procs=2 slice_us=10000 n=300 p50_us=… p99_us=… max_us=…
+//
+// slice_us is Go's forcePreemptNS (10ms), which Go cannot change; gort's
+// side takes a slice_us= argument, this one does not.
 //
 // The number of Ps comes from GOMAXPROCS (compare.sh sets it). Each
 // workload lives in its own file and registers itself in `workloads`.
@@ -20,12 +31,17 @@ import (
 	"time"
 )
 
-// A workload runs its work once with parameter n and returns the elapsed
-// time and the number of operations done.
+// A workload has either run (throughput: runs its work once with parameter
+// n and returns the elapsed time and the number of operations done) or once
+// (runs once and returns its result fields, "key=value ...").
 type workload struct {
 	defaultN uint64
 	run      func(n uint64) (time.Duration, uint64)
+	once     func(n uint64) string
 }
+
+// forcePreemptNS is Go's time slice (runtime/proc.go), in µs.
+const forcePreemptUS = 10000
 
 var workloads = map[string]workload{}
 
@@ -76,6 +92,11 @@ func main() {
 		fail("runs must be at least 1")
 	}
 
+	if w.once != nil {
+		fields := w.once(n)
+		fmt.Printf("%s procs=%d slice_us=%d n=%d %s\n", name, runtime.GOMAXPROCS(0), forcePreemptUS, n, fields)
+		return
+	}
 	w.run(n) // warm-up
 	best := math.Inf(1)
 	for r := uint64(0); r < runs; r++ {
