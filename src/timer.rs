@@ -9,6 +9,7 @@
 //! - when every P is idle or busy elsewhere, sysmon notices the overdue
 //!   timer (its sleep is bounded by the earliest timer) and starts an M for
 //!   an idle P, which then runs it.
+//!
 //! Adding a timer earlier than sysmon's planned wake-up wakes sysmon.
 //!
 //! Each P publishes its earliest deadline in `timer0` (u64::MAX: none), so
@@ -180,14 +181,16 @@ pub fn sleep(d: Duration) {
     }
     let when = nanotime().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
     crate::sched::park(WaitReason::Sleep, &mut |gp| {
-        let when = when; // a copy on g0's stack: see below
+        // Copy the deadline off the goroutine's stack (where this closure
+        // lives) before publishing: see below.
+        let deadline = when;
         let mp = crate::m::getm().expect("timer park off an M");
         // SAFETY: g0 of this M holds its P while running the park function.
         let pp = unsafe { &*mp.p() };
-        pp.timers.add(when, TimerAction::Wake(gp));
-        // After this point the G may be woken and run: touch nothing of
-        // the closure's (the deadline was copied above).
-        crate::sysmon::timer_added(when);
+        pp.timers.add(deadline, TimerAction::Wake(gp));
+        // From here on the G may be woken and run: touch nothing of the
+        // closure's captures.
+        crate::sysmon::timer_added(deadline);
         true
     });
 }
