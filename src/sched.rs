@@ -120,18 +120,29 @@ pub(crate) fn sched() -> &'static Sched {
 
 /// Starts the runtime with `config`. Returns false if it was already
 /// started (by anyone), in which case nothing changes.
+///
+/// Everything happens inside the cell's initialiser, so a concurrent
+/// caller (several threads calling `gort::run` at once) blocks until the
+/// runtime is complete, and nobody sees a half-started one.
 pub(crate) fn start(config: Config) -> bool {
     let mut fresh = false;
     SCHED.get_or_init(|| {
         fresh = true;
-        Sched::new(config)
+        let s = Sched::new(config);
+        crate::signal::install_handlers();
+        // sysmon waits for the cell itself (SCHED.wait()).
+        crate::sysmon::start();
+        s
     });
     if fresh {
-        crate::signal::install_handlers();
-        crate::sysmon::start(sched());
         STARTED.store(true, Ordering::Release);
     }
     fresh
+}
+
+/// Blocks until the runtime is started (for sysmon's thread).
+pub(crate) fn wait_sched() -> &'static Sched {
+    SCHED.wait()
 }
 
 impl Sched {
@@ -925,5 +936,5 @@ pub(crate) fn async_preempt_enabled() -> bool {
 
 /// Whether the runtime has been started.
 pub(crate) fn started() -> bool {
-    STARTED.load(Ordering::Acquire)
+    STARTED.load(Ordering::Acquire) || SCHED.get().is_some()
 }

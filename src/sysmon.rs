@@ -82,17 +82,16 @@ fn sleep_for(s: &Sched, d: Duration) {
     s.sysmon_note.clear();
 }
 
-/// Starts the sysmon thread.
-pub(crate) fn start(s: &'static Sched) {
+/// Starts the sysmon thread (which waits until the runtime is complete).
+pub(crate) fn start() {
     extern "C" fn main(_: *mut libc::c_void) -> *mut libc::c_void {
         crate::signal::set_thread_name("gort-sysmon");
         // Timer expiry precision: the default 50µs slack would delay
         // every timer sysmon wakes for.
         // SAFETY: PR_SET_TIMERSLACK only affects this thread's sleeps.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong, 0, 0, 0) };
-        sysmon(crate::sched::sched())
+        sysmon(crate::sched::wait_sched())
     }
-    let _ = s;
     crate::signal::spawn_thread(256 * 1024, main, std::ptr::null_mut());
 }
 

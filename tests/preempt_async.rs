@@ -40,25 +40,39 @@ fn sleeper_keeps_waking_while_every_p_spins() {
                 gort::spawn(move || spin_until(&stop))
             })
             .collect();
-        // The sleeper: sleeps 1ms in the kernel (off its P), then needs a
-        // P again to count the wake. Without preemption it never gets one.
+        // The sleeper: a goroutine timer wakes it, then it needs a P again
+        // to count the wake. Without preemption it never gets one. A
+        // second one sleeps in the kernel (off its P) instead.
         let wakes = Arc::new(AtomicU64::new(0));
         let w = wakes.clone();
         let sleeper = gort::spawn(move || {
             for _ in 0..20 {
-                gort::syscall::blocking(|| std::thread::sleep(Duration::from_millis(1)));
+                gort::time::sleep(Duration::from_millis(1));
                 w.fetch_add(1, Ordering::SeqCst);
             }
         });
+        let kwakes = Arc::new(AtomicU64::new(0));
+        let kw = kwakes.clone();
+        let ksleeper = gort::spawn(move || {
+            for _ in 0..20 {
+                gort::syscall::blocking(|| std::thread::sleep(Duration::from_millis(1)));
+                kw.fetch_add(1, Ordering::SeqCst);
+            }
+        });
         let t0 = Instant::now();
-        while !sleeper.is_finished() && t0.elapsed() < Duration::from_secs(20) {
-            gort::syscall::blocking(|| std::thread::sleep(Duration::from_millis(5)));
+        while !(sleeper.is_finished() && ksleeper.is_finished())
+            && t0.elapsed() < Duration::from_secs(20)
+        {
+            gort::time::sleep(Duration::from_millis(5));
         }
         stop.store(true, Ordering::Relaxed);
         let spins: Vec<u64> = spinners.into_iter().map(|h| h.join().unwrap()).collect();
-        (wakes.load(Ordering::SeqCst), spins)
+        (
+            (wakes.load(Ordering::SeqCst), kwakes.load(Ordering::SeqCst)),
+            spins,
+        )
     });
-    assert_eq!(wakes, 20, "the sleeper starved");
+    assert_eq!(wakes, (20, 20), "a sleeper starved (timer, kernel)");
     assert_eq!(spins.len(), 4);
     let after = gort::stats();
     assert!(after.async_preempt, "async preemption is not active");

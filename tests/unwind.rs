@@ -128,6 +128,33 @@ fn child_spin_in_goroutine() {
     run_probe(Probe::Spin(SPIN_TIME));
 }
 
+const CHILD_PREEMPTED: &str = "child_spin_preempted";
+const TRAMPOLINE: &str = "gort_async_preempt";
+
+/// Two probes spinning on one P with a 100µs slice: sysmon preempts them by
+/// signal thousands of times a second, so some samples land while a probe
+/// sits in the preemption trampoline.
+#[test]
+#[ignore = "child process of perf_unwinds_through_preemption_trampoline"]
+fn child_spin_preempted() {
+    gort::Builder::new()
+        .procs(1)
+        .time_slice(Duration::from_micros(100))
+        .start()
+        .expect("start gort");
+    let t0 = std::time::Instant::now();
+    while !gort::stats().async_preempt && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let r = gort::run(|| {
+        let a = gort::spawn(|| unwind_probe_outer(black_box(Probe::Spin(SPIN_TIME))));
+        let b = gort::spawn(|| unwind_probe_outer(black_box(Probe::Spin(SPIN_TIME))));
+        a.join().unwrap() ^ b.join().unwrap()
+    });
+    black_box(r);
+    assert!(gort::stats().preempted_async > 100, "{:?}", gort::stats());
+}
+
 // ---------------------------------------------------------------------------
 // Running tools.
 
@@ -514,6 +541,99 @@ fn perf_dwarf_callchains_reach_goroutine_entry() {
     }
     let (samples, script) = profile_spinning_child("dwarf", &["--call-graph", "dwarf"]);
     check_perf_chains("--call-graph dwarf", &samples, &script);
+}
+
+/// Samples taken inside preempted goroutines — in the trampoline or the
+/// Rust code it calls — must unwind through the trampoline frame into the
+/// interrupted probe and on to the goroutine entry.
+#[test]
+fn perf_unwinds_through_preemption_trampoline() {
+    if !require_tool(
+        "perf",
+        "perf_unwinds_through_preemption_trampoline",
+        perf_usable(),
+    ) {
+        return;
+    }
+    for (mode, args) in [
+        ("-g", &["-g"][..]),
+        ("dwarf", &["--call-graph", "dwarf"][..]),
+    ] {
+        let data = TempFile::new(&format!("tramp-{mode}"));
+        let mut cmd = Command::new("perf");
+        cmd.arg("record")
+            .args(args)
+            .args(["-F", "20000", "-e", "cpu-clock", "-o"])
+            .arg(&data.0)
+            .arg("--")
+            .arg(this_test_binary())
+            .args(["--exact", CHILD_PREEMPTED, "--ignored", "--test-threads=1"]);
+        let rec = run_with_timeout(cmd).expect("running perf record");
+        assert!(
+            rec.status.success() && rec.stdout.contains("1 passed"),
+            "perf record of the preempted child failed\n{}",
+            rec.describe()
+        );
+        let mut cmd = Command::new("perf");
+        cmd.args(["script", "--no-inline", "-i"]).arg(&data.0);
+        let script = run_with_timeout(cmd).expect("running perf script");
+        assert!(
+            script.status.success(),
+            "perf script failed\n{}",
+            script.stderr
+        );
+        let samples = perf_samples(&script.stdout);
+        // Samples through the trampoline whose innermost frame is gort's
+        // own code (the trampoline, or Rust it calls): libc and the kernel
+        // have no frame pointers, so chains from there are not expected to
+        // be whole in -g mode.
+        let through: Vec<&Vec<String>> = samples
+            .iter()
+            .filter(|c| c.iter().any(|f| f == TRAMPOLINE))
+            .filter(|c| {
+                c.first()
+                    .is_some_and(|f| f.starts_with(TRAMPOLINE) || f.contains("gort::"))
+            })
+            .collect();
+        let whole = through
+            .iter()
+            .filter(|c| {
+                let t = c.iter().position(|f| f == TRAMPOLINE).unwrap();
+                let pos = |name: &str| c.iter().position(|f| f.contains(name));
+                // Frame-pointer mode cannot see the interrupted leaf while
+                // the sample is on the trampoline's own `push rbp`/`ret`
+                // (rbp is still, or again, the leaf's caller's); the CFI
+                // (dwarf mode) always can.
+                let leaf_ok = match pos(LEAF) {
+                    Some(l) => t < l,
+                    None => mode == "-g" && c[0] == TRAMPOLINE,
+                };
+                leaf_ok
+                    && matches!(
+                        (pos(MIDDLE), pos(OUTER)),
+                        (Some(m), Some(o)) if t < m && m < o
+                    )
+                    && c.last().is_some_and(|f| f.contains(ENTRY))
+            })
+            .count();
+        eprintln!(
+            "perf {mode}: {} samples, {} through {TRAMPOLINE}, {whole} of those whole",
+            samples.len(),
+            through.len()
+        );
+        assert!(
+            through.len() >= 5,
+            "perf {mode}: only {} samples in the trampoline's frames",
+            through.len()
+        );
+        assert!(
+            whole * 10 >= through.len() * 9,
+            "perf {mode}: {whole} of {} trampoline samples unwind to the probe and \
+             {ENTRY}; e.g. {:#?}",
+            through.len(),
+            through.iter().find(|c| !c.iter().any(|f| f.contains(LEAF)))
+        );
+    }
 }
 
 #[test]
