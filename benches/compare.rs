@@ -40,7 +40,9 @@
 //! - `lateness`: `SPINNERS` goroutines spin (a tight loop with no calls,
 //!   reading a stop flag) so that every P is busy, and a sleeper does `n`
 //!   times: take `t0`, sleep 1ms, take the wake time once it runs again;
-//!   lateness = wake − t0 − 1ms. Percentiles in µs.
+//!   lateness = wake − t0 − 1ms. Percentiles in µs; gort's line adds the
+//!   split `kernel_*` (back from the kernel, before asking for a P) and
+//!   `pwait_*` (waiting for a P).
 //! - `fairness`: `SPINNERS` goroutines run the same loop, each counting its
 //!   own iterations, for `n` milliseconds (meant for procs=1); then the
 //!   main goroutine stops them. Prints each one's share of all iterations
@@ -235,21 +237,45 @@ fn lateness(n: u64) -> String {
     let stop = Arc::new(AtomicBool::new(false));
     let spinners = start_spinners(&stop);
     let sleeper = gort::spawn(move || {
-        (0..n)
-            .map(|_| {
-                let t0 = Instant::now();
-                sleep_off_p(SLEEP);
-                t0.elapsed().saturating_sub(SLEEP)
-            })
-            .collect::<Vec<Duration>>()
+        let mut late = Vec::with_capacity(n as usize);
+        let mut kernel = Vec::with_capacity(n as usize);
+        let mut p_wait = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let t0 = Instant::now();
+            // t_k: back from the kernel, on the M, before asking for a P.
+            let t_k = gort::syscall::blocking(|| {
+                std::thread::sleep(SLEEP);
+                Instant::now()
+            });
+            let t1 = Instant::now();
+            late.push(t1.duration_since(t0).saturating_sub(SLEEP));
+            kernel.push(t_k.duration_since(t0).saturating_sub(SLEEP));
+            p_wait.push(t1.duration_since(t_k));
+        }
+        (late, kernel, p_wait)
     });
-    let late = sleeper.join().expect("sleeper panicked");
+    let start = Instant::now();
+    let (late, kernel, p_wait) = sleeper.join().expect("sleeper panicked");
+    let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
     for h in spinners {
         black_box(h.join().expect("spinner panicked"));
     }
     report_stats("lateness", ready);
-    latency_fields(late)
+    eprintln!(
+        "# gort lateness: {:.0} preemption requests/s over {:.0}ms",
+        gort::stats().preempt_requests as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0
+    );
+    // The split (gort only): `kernel_*` is the wake-up of the sleeping
+    // thread (timer slack, waiting for a CPU), `pwait_*` the wait for a P
+    // after it; their sum is the lateness.
+    format!(
+        "{} kernel_{} pwait_{}",
+        latency_fields(late),
+        latency_fields(kernel).replace(' ', " kernel_"),
+        latency_fields(p_wait).replace(' ', " pwait_")
+    )
 }
 
 /// Runs on the main goroutine. `SPINNERS` goroutines count iterations for

@@ -40,12 +40,25 @@ pub(crate) trait Task: Send + Sync {
     fn run(self: Arc<Self>);
 }
 
-/// Why a goroutine is waiting (shown in dumps and deadlock reports).
+/// Why a goroutine is waiting (shown in dumps and deadlock reports; the
+/// texts are Go's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // some are for chan, sync and netpoll, being built
 pub(crate) enum WaitReason {
     None,
     JoinHandle,
     Sleep,
+    ChanSend,
+    ChanReceive,
+    Select,
+    SelectNoCases,
+    SyncMutexLock,
+    SyncRWMutexRLock,
+    SyncRWMutexLock,
+    SyncCondWait,
+    SyncWaitGroupWait,
+    SyncOnce,
+    IoWait,
 }
 
 impl WaitReason {
@@ -54,6 +67,17 @@ impl WaitReason {
             WaitReason::None => "",
             WaitReason::JoinHandle => "join",
             WaitReason::Sleep => "sleep",
+            WaitReason::ChanSend => "chan send",
+            WaitReason::ChanReceive => "chan receive",
+            WaitReason::Select => "select",
+            WaitReason::SelectNoCases => "select (no cases)",
+            WaitReason::SyncMutexLock => "sync.Mutex.Lock",
+            WaitReason::SyncRWMutexRLock => "sync.RWMutex.RLock",
+            WaitReason::SyncRWMutexLock => "sync.RWMutex.Lock",
+            WaitReason::SyncCondWait => "sync.Cond.Wait",
+            WaitReason::SyncWaitGroupWait => "sync.WaitGroup.Wait",
+            WaitReason::SyncOnce => "sync.Once",
+            WaitReason::IoWait => "IO wait",
         }
     }
 }

@@ -16,10 +16,10 @@
 //! waiter it wakes it. A joining goroutine publishes its waiter from g0
 //! (inside `park`), so it is never woken before its context is saved.
 
-use crate::g::{Task, WaitReason, G};
-use crate::note::Note;
+use crate::g::{Task, WaitReason};
+use crate::park::Waiter;
 use std::any::Any;
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,12 +31,6 @@ const DONE: usize = 1;
 /// `join()` returns `Err(payload)` and `payload.is::<Exit>()` holds.
 #[derive(Debug)]
 pub struct Exit;
-
-struct Waiter {
-    /// The joining goroutine, or null for a plain thread (then `note`).
-    g: Cell<*mut G>,
-    note: Note,
-}
 
 struct Packet<F, T> {
     state: AtomicUsize,
@@ -91,16 +85,9 @@ where
         unsafe { *self.result.get() = Some(result) };
         let prev = self.state.swap(DONE, Ordering::AcqRel);
         if prev != RUNNING {
-            // SAFETY: a waiter stays alive until it is woken (its owner is
-            // parked or sleeping on it); we read it before waking it and
-            // never touch it afterwards.
-            let w = unsafe { &*(prev as *const Waiter) };
-            let gp = w.g.get();
-            if gp.is_null() {
-                w.note.wakeup();
-            } else {
-                crate::sched::ready(gp);
-            }
+            // SAFETY: a published waiter stays alive until it is woken, and
+            // only this swap could see it.
+            unsafe { Waiter::wake(prev as *const Waiter, 0) };
         }
     }
 }
@@ -132,26 +119,14 @@ impl<T> JoinHandle<T> {
     pub fn join(self) -> std::thread::Result<T> {
         let state = self.packet.state();
         if state.load(Ordering::Acquire) != DONE {
-            let waiter = Waiter {
-                g: Cell::new(std::ptr::null_mut()),
-                note: Note::new(),
-            };
+            let waiter = Waiter::new();
             let wp = &waiter as *const Waiter as usize;
-            if crate::sched::getg().is_null() {
-                if state
+            // Publishing fails only if the goroutine finished meanwhile.
+            waiter.wait(WaitReason::JoinHandle, &mut || {
+                state
                     .compare_exchange(RUNNING, wp, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
-                {
-                    waiter.note.sleep();
-                }
-            } else {
-                crate::sched::park(WaitReason::JoinHandle, &mut |gp| {
-                    waiter.g.set(gp);
-                    state
-                        .compare_exchange(RUNNING, wp, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                });
-            }
+            });
             let s = state.load(Ordering::Acquire);
             if s != DONE {
                 crate::fatal(&format!("join: woken with state {s:#x}, not done"));

@@ -23,6 +23,7 @@ mod lock;
 mod m;
 mod note;
 mod p;
+mod park;
 pub mod preempt;
 mod runtime;
 mod sched;
