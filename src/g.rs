@@ -114,6 +114,9 @@ pub(crate) struct G {
     pub(crate) lockedm: AtomicPtr<crate::m::M>,
     /// Nesting depth of `lock_os_thread` (owner).
     pub(crate) locked: Cell<u32>,
+    /// When the G last parked (nanotime; owner writes before parking,
+    /// dumps read it racily).
+    pub(crate) wait_since: AtomicU64,
 }
 
 // SAFETY: a G is handed between threads only through the scheduler's queues
@@ -138,6 +141,7 @@ impl G {
             preempt_off: Cell::new(0),
             lockedm: AtomicPtr::new(std::ptr::null_mut()),
             locked: Cell::new(0),
+            wait_since: AtomicU64::new(0),
         }
     }
 

@@ -16,6 +16,7 @@
 //! waiter it wakes it. A joining goroutine publishes its waiter from g0
 //! (inside `park`), so it is never woken before its context is saved.
 
+use crate::deadlock::{self, RunWait};
 use crate::g::{Task, WaitReason};
 use crate::park::Waiter;
 use std::any::Any;
@@ -198,15 +199,60 @@ where
         panic!("gort::run called from inside a goroutine: use gort::spawn(...).join() there");
     }
     crate::runtime::ensure_started();
-    let h = spawn_at(f, Location::caller());
+    let wait = RunWait::new();
+    /// Tells the waiting thread the main goroutine ended, however it ended
+    /// (runs during unwinding too).
+    struct Done(Arc<RunWait>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.done.store(true, Ordering::Release);
+            self.0.note.wakeup();
+        }
+    }
+    let done = Done(wait.clone());
+    let h = spawn_at(
+        move || {
+            let _done = done;
+            f()
+        },
+        Location::caller(),
+    );
+    deadlock::register(&wait);
+    // Check, then sleep, then re-arm: a wake-up between the check and the
+    // sleep leaves the note set, so it is never lost.
+    let report = loop {
+        if let Some(r) = wait.report.lock().take() {
+            break Some(r);
+        }
+        if wait.done.load(Ordering::Acquire) {
+            break None;
+        }
+        wait.note.sleep();
+        wait.note.clear();
+    };
+    deadlock::unregister(&wait);
+    if let Some(r) = report {
+        panic!("{r}");
+    }
+    // The main goroutine ended; its result is (about to be) stored.
     match h.join() {
         Ok(v) => v,
-        Err(payload) => {
-            if payload.is::<Exit>() {
-                panic!("gort::run: the main goroutine called gort::exit() and returned no value");
-            }
-            panic::resume_unwind(payload)
+        Err(payload) if payload.is::<Exit>() => {
+            // As in Go: the program goes on until nothing is left to run,
+            // which is then reported as a deadlock.
+            wait.main_exited.store(true, Ordering::Release);
+            deadlock::register(&wait);
+            let r = loop {
+                if let Some(r) = wait.report.lock().take() {
+                    break r;
+                }
+                wait.note.sleep();
+                wait.note.clear();
+            };
+            deadlock::unregister(&wait);
+            panic!("{r}")
         }
+        Err(payload) => panic::resume_unwind(payload),
     }
 }
 

@@ -17,6 +17,7 @@
 use std::sync::atomic::Ordering;
 
 mod arch;
+mod deadlock;
 mod g;
 mod join;
 mod lock;
@@ -40,6 +41,7 @@ pub mod time {
     pub use crate::timer::sleep;
 }
 
+pub use deadlock::OnDeadlock;
 pub use gort_macros::main;
 pub use gort_macros::preemptible;
 pub use join::{exit, run, spawn, Exit, JoinHandle};
@@ -66,6 +68,13 @@ pub fn current_id() -> u64 {
         // SAFETY: the current G is alive while it runs.
         unsafe { (*gp).id() }
     }
+}
+
+/// Prints every goroutine to stderr, Go-style: id, state or wait reason
+/// with how long it has waited, and where it was spawned. (`SIGQUIT` does
+/// the same, then exits with code 2, as in Go.)
+pub fn dump() {
+    trace::dump()
 }
 
 /// A snapshot of runtime counters.

@@ -35,6 +35,7 @@ pub(crate) struct Config {
     pub(crate) async_preempt: bool,
     pub(crate) scavenge_after: Duration,
     pub(crate) maintenance_period: Duration,
+    pub(crate) on_deadlock: crate::deadlock::OnDeadlock,
     pub(crate) debug: DebugFlags,
 }
 
@@ -115,6 +116,7 @@ pub struct Builder {
     async_preempt: Option<bool>,
     scavenge_after: Option<Duration>,
     maintenance_period: Option<Duration>,
+    on_deadlock: Option<crate::deadlock::OnDeadlock>,
 }
 
 impl Builder {
@@ -165,6 +167,14 @@ impl Builder {
         self
     }
 
+    /// What happens when every goroutine is asleep and a thread waits in
+    /// `gort::run`: panic in that thread (default) or, like Go, print the
+    /// report and exit with code 2.
+    pub fn on_deadlock(mut self, what: crate::deadlock::OnDeadlock) -> Builder {
+        self.on_deadlock = Some(what);
+        self
+    }
+
     /// Checks the settings and the environment and returns the config.
     fn config(&self) -> Result<Config, Error> {
         let env = EnvConfig::read()?;
@@ -210,6 +220,7 @@ impl Builder {
             async_preempt,
             scavenge_after: self.scavenge_after.unwrap_or(DEFAULT_SCAVENGE_AFTER),
             maintenance_period,
+            on_deadlock: self.on_deadlock.unwrap_or_default(),
             debug: env.debug,
         })
     }

@@ -62,6 +62,9 @@ pub(crate) struct Sched {
     pub(crate) npidle: AtomicU32,
     pub(crate) nmspinning: AtomicU32,
     pub(crate) nmidle: AtomicU32,
+    /// Locked Ms asleep waiting for their goroutine (check_dead counts them
+    /// as idle).
+    pub(crate) nmidlelocked: AtomicU32,
     /// Every M ever created (never freed).
     pub(crate) allm: Mutex<Vec<&'static M>>,
     pub(crate) mcount: AtomicU32,
@@ -171,6 +174,7 @@ impl Sched {
             runqsize: AtomicUsize::new(0),
             nmspinning: AtomicU32::new(0),
             nmidle: AtomicU32::new(0),
+            nmidlelocked: AtomicU32::new(0),
             allm: Mutex::new(Vec::new()),
             mcount: AtomicU32::new(0),
             allg: Mutex::new(Vec::new()),
@@ -455,7 +459,9 @@ fn stoplockedm(s: &'static Sched, mp: &'static M) {
         let pp = releasep(mp);
         handoff_p(s, pp);
     }
+    s.nmidlelocked.fetch_add(1, Ordering::SeqCst);
     mp.park.sleep();
+    s.nmidlelocked.fetch_sub(1, Ordering::SeqCst);
     mp.park.clear();
     let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
     assert!(!pp.is_null(), "stoplockedm: woken without a P");
@@ -824,6 +830,7 @@ pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> 
     g.set_status(G_RUNNABLE);
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
     s.spawned.fetch_add(1, Ordering::Relaxed);
+    crate::deadlock::progress();
     if pp.is_null() {
         let mut sl = s.lock.lock();
         let mut one = GList::new();
@@ -901,7 +908,10 @@ pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) 
         );
     }
     // SAFETY: we are gp.
-    unsafe { (*gp).waitreason.set(reason) };
+    unsafe {
+        (*gp).waitreason.set(reason);
+        (*gp).wait_since.store(crate::timer::nanotime(), Ordering::Relaxed);
+    }
     // SAFETY: erases the closure's lifetime; it stays valid because it
     // lives on gp's stack, and g0 calls it before gp can resume.
     let f: crate::m::ParkFn =
@@ -926,6 +936,7 @@ pub(crate) fn ready(gp: *mut G) {
         ));
     }
     g.set_status(G_RUNNABLE);
+    crate::deadlock::progress();
     runqput_current(gp, true);
 }
 

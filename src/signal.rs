@@ -43,6 +43,7 @@ pub(crate) fn install_handlers() {
         PREV_SEGV = Some(install(libc::SIGSEGV, fault_handler));
         PREV_BUS = Some(install(libc::SIGBUS, fault_handler));
         PREV_URG = Some(install(libc::SIGURG, sigurg_handler));
+        install(libc::SIGQUIT, sigquit_handler);
     }
 }
 
@@ -120,6 +121,11 @@ pub(crate) fn report_overflow(id: u64, size: usize, addr: usize) -> ! {
     write_stderr(w.as_bytes());
     // SAFETY: abort is async-signal-safe.
     unsafe { libc::abort() }
+}
+
+/// SIGQUIT, as in Go: sysmon dumps every goroutine and exits with code 2.
+extern "C" fn sigquit_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    crate::sysmon::sigquit();
 }
 
 /// Sends the preemption signal to `mp` (the caller set `signal_pending`).

@@ -23,7 +23,7 @@
 
 use crate::p::{P_RUNNING, P_SYSCALL};
 use crate::sched::Sched;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Go's forcePreemptNS lives in the config (`time_slice`); these are fixed.
@@ -51,6 +51,19 @@ pub(crate) static PREEMPT_REQUESTS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static ROUNDS: AtomicU64 = AtomicU64::new(0);
 /// Set by a P entering a syscall with queued work: sysmon should look soon.
 static KICKED: AtomicU32 = AtomicU32::new(0);
+/// Set by the SIGQUIT handler; sysmon prints the dump (the handler cannot:
+/// it may not lock or allocate).
+static SIGQUIT: AtomicBool = AtomicBool::new(false);
+
+/// Called from the SIGQUIT handler: async-signal-safe (an atomic store and
+/// a futex wake).
+pub(crate) fn sigquit() {
+    SIGQUIT.store(true, Ordering::Release);
+    if let Some(s) = crate::sched::try_sched() {
+        s.sysmon_note.wakeup();
+    }
+}
+
 /// When sysmon plans to wake next (nanotime); a timer due earlier wakes it.
 static WAKE_AT: AtomicU64 = AtomicU64::new(0);
 
@@ -139,6 +152,7 @@ fn sysmon(s: &'static Sched) -> ! {
     let mut last_scavenge = now;
     let mut last_maintenance = now;
     let trace_every = Duration::from_millis(s.config.debug.schedtrace_ms);
+    let mut dead_candidate = None;
     loop {
         if idle == 0 {
             delay = MIN_DELAY;
@@ -151,16 +165,32 @@ fn sysmon(s: &'static Sched) -> ! {
         }
         ROUNDS.fetch_add(1, Ordering::Relaxed);
 
-        // Deep sleep while every P is idle (nothing to preempt or retake).
-        if trace_every.is_zero() && s.npidle.load(Ordering::SeqCst) as usize == s.procs() {
-            s.sysmonwait.store(true, Ordering::SeqCst);
-            if s.npidle.load(Ordering::SeqCst) as usize == s.procs() {
-                let until_duty = next_duty(s, last_scavenge, last_maintenance);
-                sleep_for(s, until_duty);
+        if SIGQUIT.swap(false, Ordering::AcqRel) {
+            // Go's SIGQUIT: dump every goroutine, exit with code 2.
+            let text = format!("SIGQUIT: quit\n\n{}", crate::trace::goroutine_dump(s));
+            crate::signal::write_stderr(text.as_bytes());
+            std::process::exit(2);
+        }
+
+        // Every P idle: maybe a deadlock (confirmed after a grace period),
+        // else deep sleep (nothing to preempt or retake).
+        if s.npidle.load(Ordering::SeqCst) as usize == s.procs() {
+            let recheck = crate::deadlock::sysmon_check(s, &mut dead_candidate);
+            if trace_every.is_zero() {
+                s.sysmonwait.store(true, Ordering::SeqCst);
+                if s.npidle.load(Ordering::SeqCst) as usize == s.procs() {
+                    let mut until = next_duty(s, last_scavenge, last_maintenance);
+                    if let Some(r) = recheck {
+                        until = until.min(r);
+                    }
+                    sleep_for(s, until);
+                }
+                s.sysmonwait.store(false, Ordering::SeqCst);
+                idle = 0;
+                delay = MIN_DELAY;
             }
-            s.sysmonwait.store(false, Ordering::SeqCst);
-            idle = 0;
-            delay = MIN_DELAY;
+        } else {
+            dead_candidate = None;
         }
 
         // Overdue timers with nobody looking: start an M for an idle P

@@ -140,6 +140,67 @@ pub(crate) fn schedtrace(s: &Sched, detail: bool) {
 }
 
 // ---------------------------------------------------------------------------
+// Goroutine dumps (deadlock reports, gort::dump, SIGQUIT).
+
+/// Every live goroutine, Go-style: `goroutine N [wait reason, waited]:`
+/// then where it was spawned.
+pub(crate) fn goroutine_dump(s: &Sched) -> String {
+    let now = crate::timer::nanotime();
+    let mut out = String::new();
+    for &gp in s.allg.lock().iter() {
+        // SAFETY: Gs are never freed; fields are read racily, for display.
+        let g = unsafe { &*gp };
+        let st = g.status();
+        if st == G_IDLE || st == G_DEAD {
+            continue;
+        }
+        let state = if st == G_WAITING {
+            let waited = now.saturating_sub(g.wait_since.load(Ordering::Relaxed));
+            format!(
+                "{}, {}",
+                g.waitreason.get().as_str(),
+                fmt_wait(std::time::Duration::from_nanos(waited))
+            )
+        } else {
+            gstatus_name(st).to_string()
+        };
+        let locked = if g.lockedm.load(Ordering::Relaxed).is_null() {
+            ""
+        } else {
+            ", locked to thread"
+        };
+        let _ = writeln!(
+            out,
+            "goroutine {} [{state}{locked}]:\n\tspawned at {}\n",
+            g.id(),
+            g.spawn_site.get()
+        );
+    }
+    out
+}
+
+/// A wait duration as Go prints it in dumps, but finer: "1.2s", "3 minutes".
+fn fmt_wait(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 {
+        format!("{} minutes", secs / 60)
+    } else if secs >= 1 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Prints every goroutine to stderr.
+pub(crate) fn dump() {
+    let Some(s) = crate::sched::try_sched() else {
+        return;
+    };
+    let text = goroutine_dump(s);
+    crate::signal::write_stderr(text.as_bytes());
+}
+
+// ---------------------------------------------------------------------------
 // The maintenance goroutine (Go's forced-GC slot).
 
 /// Maintenance passes completed (stats, tests).

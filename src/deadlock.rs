@@ -1,0 +1,182 @@
+//! Deadlock detection (Go's `checkdead`, DESIGN §11) and the threads that
+//! wait in `gort::run`, which are the ones told about it.
+//!
+//! # When is it a deadlock?
+//!
+//! No M runs goroutine code (every M is idle, parked on its note, or a
+//! locked M waiting for its goroutine), every P is idle, no goroutine is
+//! runnable, no timer is pending, and nobody waits on the network — yet some
+//! thread waits in `gort::run` for its main goroutine. Then nothing inside
+//! the runtime can ever make progress.
+//!
+//! Unlike Go, a plain thread outside the runtime can wake a goroutine (send
+//! on a channel, unlock a mutex). So sysmon, which checks whenever every P
+//! is idle, reports only after the state has lasted `GRACE` with no
+//! goroutine made runnable in between: a thread that hands work to the
+//! runtime within that time is not mistaken for a deadlock. A goroutine
+//! that waits longer than that for a plain thread is reported (README).
+//!
+//! # Reporting
+//!
+//! Each waiting `run` caller gets the report and panics with it (a
+//! deadlocked test fails instead of hanging); with
+//! `Builder::on_deadlock(OnDeadlock::Abort)` the report goes to stderr as
+//! Go's `fatal error: ...` and the process exits with code 2. A main
+//! goroutine that called `gort::exit()` makes `run` wait until no goroutine
+//! is left, then report Go's `no goroutines (main called runtime.Goexit) -
+//! deadlock!` (with gort's name for Goexit).
+
+use crate::g::{G_RUNNABLE, G_RUNNING, G_SYSCALL};
+use crate::lock::Mutex;
+use crate::note::Note;
+use crate::sched::Sched;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the runtime must look deadlocked before it is reported.
+pub(crate) const GRACE: Duration = Duration::from_millis(200);
+
+/// What to do when every goroutine is asleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnDeadlock {
+    /// `gort::run` panics with the report (the default: a deadlocked test
+    /// fails rather than hangs).
+    #[default]
+    Panic,
+    /// Print Go's `fatal error: all goroutines are asleep - deadlock!` and
+    /// the goroutine dump to stderr, and exit the process with code 2.
+    Abort,
+}
+
+/// A thread blocked in `gort::run`.
+pub(crate) struct RunWait {
+    pub(crate) note: Note,
+    /// Set when the main goroutine ended (by return, panic or exit).
+    pub(crate) done: AtomicBool,
+    /// The main goroutine called `gort::exit()`: wait for the runtime to
+    /// empty, then report.
+    pub(crate) main_exited: AtomicBool,
+    pub(crate) report: Mutex<Option<String>>,
+}
+
+impl RunWait {
+    pub(crate) fn new() -> Arc<RunWait> {
+        Arc::new(RunWait {
+            note: Note::new(),
+            done: AtomicBool::new(false),
+            main_exited: AtomicBool::new(false),
+            report: Mutex::new(None),
+        })
+    }
+}
+
+static RUNS: Mutex<Vec<Arc<RunWait>>> = Mutex::new(Vec::new());
+
+/// Bumped whenever a goroutine is made runnable or a run caller arrives:
+/// a deadlock candidate is confirmed only if it did not move.
+pub(crate) static PROGRESS: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn progress() {
+    PROGRESS.fetch_add(1, Ordering::Relaxed);
+}
+
+pub(crate) fn register(w: &Arc<RunWait>) {
+    progress();
+    RUNS.lock().push(w.clone());
+}
+
+pub(crate) fn unregister(w: &Arc<RunWait>) {
+    RUNS.lock().retain(|x| !Arc::ptr_eq(x, w));
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Dead {
+    /// Goroutines exist, all blocked.
+    AllAsleep,
+    /// No goroutine left, and some main goroutine called exit().
+    NoGoroutines,
+}
+
+/// Checks the conditions in the module docs (no grace period).
+pub(crate) fn check(s: &Sched) -> Option<Dead> {
+    let any_main_exited = {
+        let runs = RUNS.lock();
+        if runs.is_empty() {
+            return None;
+        }
+        runs.iter().any(|r| r.main_exited.load(Ordering::Acquire))
+    };
+    let ms = s.mcount.load(Ordering::SeqCst);
+    let idle = s.nmidle.load(Ordering::SeqCst) + s.nmidlelocked.load(Ordering::SeqCst);
+    if ms > idle {
+        return None; // some M runs (or sits in a syscall)
+    }
+    if s.npidle.load(Ordering::SeqCst) as usize != s.procs()
+        || s.runqsize.load(Ordering::SeqCst) > 0
+        || s.allp.iter().any(|p| !p.runq.is_empty())
+        || crate::timer::next_timer(s) != u64::MAX
+    {
+        return None;
+    }
+    let mut live = 0;
+    for &gp in s.allg.lock().iter() {
+        // SAFETY: Gs are never freed.
+        let st = unsafe { (*gp).status() };
+        if matches!(st, G_RUNNABLE | G_RUNNING | G_SYSCALL) {
+            return None;
+        }
+        if st == crate::g::G_WAITING {
+            live += 1;
+        }
+    }
+    if live == 0 {
+        // Nothing blocked and nothing running: only a Goexit'ed main is
+        // still waited for.
+        return any_main_exited.then_some(Dead::NoGoroutines);
+    }
+    Some(Dead::AllAsleep)
+}
+
+/// sysmon's side: called while every P is idle. Confirms a deadlock after
+/// `GRACE` of no progress and reports it. Returns how long sysmon may sleep
+/// before calling again (None: nothing suspicious).
+pub(crate) fn sysmon_check(s: &Sched, candidate: &mut Option<(Instant, u64)>) -> Option<Duration> {
+    let Some(kind) = check(s) else {
+        *candidate = None;
+        return None;
+    };
+    let now = Instant::now();
+    let p = PROGRESS.load(Ordering::Relaxed);
+    match *candidate {
+        Some((since, p0)) if p0 == p => {
+            if now.duration_since(since) >= GRACE {
+                *candidate = None;
+                report(s, kind);
+                return None;
+            }
+            Some(GRACE - now.duration_since(since))
+        }
+        _ => {
+            *candidate = Some((now, p));
+            Some(GRACE)
+        }
+    }
+}
+
+fn report(s: &Sched, kind: Dead) {
+    let head = match kind {
+        Dead::AllAsleep => "all goroutines are asleep - deadlock!",
+        Dead::NoGoroutines => "no goroutines (main called gort::exit) - deadlock!",
+    };
+    let text = format!("{head}\n\n{}", crate::trace::goroutine_dump(s));
+    if s.config.on_deadlock == OnDeadlock::Abort {
+        crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
+        std::process::exit(2);
+    }
+    let runs: Vec<Arc<RunWait>> = std::mem::take(&mut *RUNS.lock());
+    for r in runs {
+        *r.report.lock() = Some(text.clone());
+        r.note.wakeup();
+    }
+}
