@@ -31,6 +31,7 @@ mod sched;
 mod signal;
 mod stack;
 mod symbols;
+pub mod sync;
 pub mod syscall;
 mod sysmon;
 mod timer;

@@ -67,13 +67,20 @@ impl Waiter {
             }
             self.note.sleep();
         } else {
-            let mut published = false;
+            // Nothing on this goroutine's stack may be written once
+            // `publish` succeeded: a waker may already be running the
+            // goroutine on another M. So only the cancel path records
+            // anything.
+            let mut cancelled = false;
             crate::sched::park(reason, &mut |gp| {
                 self.g.set(gp);
-                published = publish();
-                published
+                if publish() {
+                    return true;
+                }
+                cancelled = true;
+                false
             });
-            if !published {
+            if cancelled {
                 return None;
             }
         }

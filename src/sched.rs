@@ -910,7 +910,9 @@ pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) 
     // SAFETY: we are gp.
     unsafe {
         (*gp).waitreason.set(reason);
-        (*gp).wait_since.store(crate::timer::nanotime(), Ordering::Relaxed);
+        (*gp)
+            .wait_since
+            .store(crate::timer::nanotime(), Ordering::Relaxed);
     }
     // SAFETY: erases the closure's lifetime; it stays valid because it
     // lives on gp's stack, and g0 calls it before gp can resume.

@@ -61,7 +61,11 @@ fn child_asleep() {
 fn goroutines_all_asleep_after_main_exits() {
     let out = run_child("child_asleep", &[], T);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let id: u64 = stdout
         .lines()
         .find_map(|l| l.split("STUCK ").nth(1))
@@ -111,7 +115,9 @@ fn child_exit_then_others_finish() {
     let err = std::panic::catch_unwind(|| {
         gort::run(|| {
             for _ in 0..10 {
-                drop(gort::spawn(|| gort::time::sleep(Duration::from_millis(100))));
+                drop(gort::spawn(|| {
+                    gort::time::sleep(Duration::from_millis(100))
+                }));
             }
             gort::exit();
         })
@@ -150,7 +156,11 @@ fn child_timer_pending() {
 fn pending_timer_is_not_a_deadlock() {
     let out = run_child("child_timer_pending", &[], T);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("RESULT 7"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("RESULT 7"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
