@@ -37,6 +37,8 @@ pub(crate) struct P {
     pub(crate) schedtick: AtomicU32,
     /// Incremented on every syscall entry (sysmon watches it).
     pub(crate) syscalltick: AtomicU32,
+    /// When the current syscall began (nanotime), while `P_SYSCALL`.
+    pub(crate) syscall_since: AtomicU64,
     /// Goroutines stolen by this P from others (stats).
     pub(crate) steals: AtomicU64,
     pub(crate) runq: RunQueue,
@@ -63,6 +65,7 @@ impl P {
             m: AtomicPtr::new(std::ptr::null_mut()),
             schedtick: AtomicU32::new(0),
             syscalltick: AtomicU32::new(0),
+            syscall_since: AtomicU64::new(0),
             steals: AtomicU64::new(0),
             runq: RunQueue::new(),
             timers: crate::timer::PTimers::new(),

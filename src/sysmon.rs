@@ -34,13 +34,11 @@ const SYSCALL_HANDOFF_ALWAYS: Duration = Duration::from_millis(10);
 /// How often sysmon looks for idle stacks to scavenge.
 const SCAVENGE_CHECK: Duration = Duration::from_secs(1);
 
-/// sysmon's view of one P: the ticks it saw last and when they changed.
+/// sysmon's view of one P: the schedtick it saw last and when it changed.
 #[derive(Clone, Copy)]
 struct PTick {
     schedtick: u32,
     schedwhen: Instant,
-    syscalltick: u32,
-    syscallwhen: Instant,
 }
 
 /// Times sysmon handed off a P from a syscall, and preemptions it asked
@@ -141,8 +139,6 @@ fn sysmon(s: &'static Sched) -> ! {
         PTick {
             schedtick: 0,
             schedwhen: now,
-            syscalltick: 0,
-            syscallwhen: now,
         };
         s.procs()
     ];
@@ -173,8 +169,11 @@ fn sysmon(s: &'static Sched) -> ! {
         }
 
         // Every P idle: maybe a deadlock (confirmed after a grace period),
-        // else deep sleep (nothing to preempt or retake).
-        if s.npidle.load(Ordering::SeqCst) as usize == s.procs() {
+        // else deep sleep (nothing to preempt or retake) — unless a timer is
+        // already overdue: then start an M for it below instead.
+        if s.npidle.load(Ordering::SeqCst) as usize == s.procs()
+            && crate::timer::next_timer(s) > crate::timer::nanotime()
+        {
             let recheck = crate::deadlock::sysmon_check(s, &mut dead_candidate);
             if trace_every.is_zero() {
                 s.sysmonwait.store(true, Ordering::SeqCst);
@@ -259,15 +258,16 @@ fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> u32 {
                 }
             }
         } else if status == P_SYSCALL {
-            let t = pp.syscalltick.load(Ordering::Relaxed);
-            if pd.syscalltick != t {
-                pd.syscalltick = t;
-                pd.syscallwhen = now;
+            // entersyscall stamps the start, so "more than one sysmon
+            // tick" is measured, not inferred from two rounds (which made a
+            // kicked sysmon wait a second round before handing off).
+            let since = pp.syscall_since.load(Ordering::Relaxed);
+            let waited = Duration::from_nanos(crate::timer::nanotime().saturating_sub(since));
+            if waited < MIN_DELAY {
                 continue;
             }
-            // One round in the syscall. Keep the P for a quick return if
-            // nothing waits for it and someone else can look for work.
-            let waited = now.duration_since(pd.syscallwhen);
+            // Keep the P for a quick return if nothing waits for it and
+            // someone else can look for work.
             if pp.runq.is_empty()
                 && s.nmspinning.load(Ordering::SeqCst) + s.npidle.load(Ordering::SeqCst) > 0
                 && waited < SYSCALL_HANDOFF_ALWAYS
