@@ -616,7 +616,10 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
         // SAFETY: this M holds a P at the top of every round.
         let pp: &'static P = unsafe { &*mp.p() };
         // Expired timers of our P first: what they wake goes to runnext.
-        crate::timer::run_timers(&pp.timers, crate::timer::nanotime());
+        // (The clock is read only when the P has a timer at all.)
+        if pp.timers.timer0.load(Ordering::Relaxed) != u64::MAX {
+            crate::timer::run_timers(&pp.timers, crate::timer::nanotime());
+        }
 
         // Fairness: now and then look at the global queue first, so a busy
         // local queue cannot starve it.
@@ -704,8 +707,9 @@ fn steal_work(s: &Sched, mp: &M, pp: &P) -> Option<*mut G> {
             if steal_next && !std::ptr::eq(victim, pp) {
                 // Last round: run the victim's expired timers (an idle P's
                 // included); what they wake lands in our queue.
-                let now = crate::timer::nanotime();
-                if crate::timer::run_timers(&victim.timers, now) > 0 {
+                if victim.timers.timer0.load(Ordering::Relaxed) != u64::MAX
+                    && crate::timer::run_timers(&victim.timers, crate::timer::nanotime()) > 0
+                {
                     if let Some((gp, _)) = pp.runq.get() {
                         return Some(gp);
                     }
