@@ -243,12 +243,20 @@ fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> u32 {
     let async_ok = s.async_preempt.load(Ordering::Acquire);
     for (pp, pd) in s.allp.iter().zip(ticks.iter_mut()) {
         let status = pp.status.load(Ordering::SeqCst);
-        if status == P_RUNNING {
+        // Whether the P's current time slice is used up (running, or
+        // entered a syscall at the end of it: Go's `sysretake`).
+        let mut slice_over = false;
+        if status == P_RUNNING || status == P_SYSCALL {
             let t = pp.schedtick.load(Ordering::Relaxed);
             if pd.schedtick != t {
                 pd.schedtick = t;
                 pd.schedwhen = now;
-            } else if now.duration_since(pd.schedwhen) >= slice {
+            } else {
+                slice_over = now.duration_since(pd.schedwhen) >= slice;
+            }
+        }
+        if status == P_RUNNING {
+            if slice_over {
                 let mp = pp.m.load(Ordering::Acquire);
                 // SAFETY: Ms are never freed.
                 if let Some(mp) = unsafe { mp.as_ref() } {
@@ -263,7 +271,7 @@ fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> u32 {
             // kicked sysmon wait a second round before handing off).
             let since = pp.syscall_since.load(Ordering::Relaxed);
             let waited = Duration::from_nanos(crate::timer::nanotime().saturating_sub(since));
-            if waited < MIN_DELAY {
+            if waited < MIN_DELAY && !slice_over {
                 continue;
             }
             // Keep the P for a quick return if nothing waits for it and
