@@ -27,6 +27,15 @@
 //!   checks the sum (`n*n`). ns/op = elapsed / n.
 //! - `yield_pingpong`: two goroutines each call `yield_now` `n` times; the
 //!   main goroutine joins both. ns/op = elapsed / (2n), per yield.
+//! - `mutex`: 8 goroutines each lock a `gort::sync::Mutex`, increment a
+//!   shared counter and unlock, `n` times; ns/op per lock/unlock pair.
+//! - `chan_pingpong`: `n` round trips between the main goroutine and an
+//!   echo goroutine over two unbuffered channels; ns/op per round trip.
+//! - `chan_buffered`: one producer goroutine sends `n` values through a
+//!   channel of capacity 1024 to the main goroutine; ns/op per value.
+//! - `timers_after` / `timers_sleep`: `n` goroutines each wait 1–10ms
+//!   (`time::after(d).recv()` / `time::sleep(d)`), all joined; ns/op =
+//!   elapsed / n.
 //!
 //! # Scheduling-latency workloads
 //!
@@ -39,10 +48,14 @@
 //!
 //! - `lateness`: `SPINNERS` goroutines spin (a tight loop with no calls,
 //!   reading a stop flag) so that every P is busy, and a sleeper does `n`
-//!   times: take `t0`, sleep 1ms, take the wake time once it runs again;
-//!   lateness = wake − t0 − 1ms. Percentiles in µs; gort's line adds the
-//!   split `kernel_*` (back from the kernel, before asking for a P) and
-//!   `pwait_*` (waiting for a P).
+//!   times: take `t0`, `gort::time::sleep(1ms)` (Go: `time.Sleep`), take
+//!   the wake time once it runs again; lateness = wake − t0 − 1ms.
+//!   Percentiles in µs.
+//! - `lateness_syscall`: the same with the sleep done as a blocking 1ms
+//!   `nanosleep` system call on both sides (gort: `syscall::blocking`; Go:
+//!   `syscall.Nanosleep`): the sleeper must get a P back after the call.
+//!   gort's line adds the split `kernel_*` (back from the kernel, before
+//!   asking for a P) and `pwait_*` (waiting for a P).
 //! - `fairness`: `SPINNERS` goroutines run the same loop, each counting its
 //!   own iterations, for `n` milliseconds (meant for procs=1); then the
 //!   main goroutine stops them. Prints each one's share of all iterations
@@ -107,6 +120,12 @@ const WORKLOADS: &[Workload] = &[
         kind: Kind::Once(lateness),
     },
     Workload {
+        name: "lateness_syscall",
+        default_n: 300,
+        smoke_n: 5,
+        kind: Kind::Once(lateness_syscall),
+    },
+    Workload {
         name: "fairness",
         default_n: 2000,
         smoke_n: 50,
@@ -117,6 +136,36 @@ const WORKLOADS: &[Workload] = &[
         default_n: 50,
         smoke_n: 2,
         kind: Kind::Once(handoff),
+    },
+    Workload {
+        name: "mutex",
+        default_n: 200_000,
+        smoke_n: 1000,
+        kind: Kind::Throughput(mutex_contended),
+    },
+    Workload {
+        name: "chan_pingpong",
+        default_n: 1_000_000,
+        smoke_n: 1000,
+        kind: Kind::Throughput(chan_pingpong),
+    },
+    Workload {
+        name: "chan_buffered",
+        default_n: 2_000_000,
+        smoke_n: 1000,
+        kind: Kind::Throughput(chan_buffered),
+    },
+    Workload {
+        name: "timers_after",
+        default_n: 100_000,
+        smoke_n: 1000,
+        kind: Kind::Throughput(timers_after),
+    },
+    Workload {
+        name: "timers_sleep",
+        default_n: 100_000,
+        smoke_n: 1000,
+        kind: Kind::Throughput(timers_sleep),
     },
 ];
 
@@ -178,18 +227,12 @@ fn spin(stop: &AtomicBool) -> u64 {
     n
 }
 
-/// Sleeps `d` in the kernel, off the P (sysmon may hand the P to another
-/// thread meanwhile).
-fn sleep_off_p(d: Duration) {
-    gort::syscall::blocking(|| std::thread::sleep(d));
-}
-
-/// Waits (off the P) until signal preemption is active; returns how long
-/// that took. See the module docs.
+/// Waits until signal preemption is active; returns how long that took.
+/// See the module docs.
 fn wait_async_preempt() -> Duration {
     let start = Instant::now();
     while !gort::stats().async_preempt && start.elapsed() < Duration::from_secs(5) {
-        sleep_off_p(Duration::from_millis(1));
+        gort::time::sleep(Duration::from_millis(1));
     }
     start.elapsed()
 }
@@ -222,21 +265,65 @@ fn start_spinners(stop: &Arc<AtomicBool>) -> Vec<gort::JoinHandle<u64>> {
         .collect()
 }
 
-/// Runs on the main goroutine. `n` sleeps of 1ms while every P spins.
-///
-/// gort has no timers yet (no `gort::time::sleep`), so the sleeper sleeps
-/// with `syscall::blocking(|| thread::sleep(1ms))`: it leaves its P in a
-/// syscall, sleeps in the kernel, and on waking must get a P back — from
-/// spinning goroutines, so only preemption gives it one. The lateness
-/// measured is "get a P back after the sleep", which is what preemption
-/// governs; Go's `time.Sleep` parks the goroutine on a runtime timer, which
-/// fires when a P next schedules (again: when preemption stops a spinner).
-/// Switch to `gort::time::sleep` once it exists.
-fn lateness(n: u64) -> String {
+/// Runs `sleeper` on a goroutine while `SPINNERS` goroutines keep every P
+/// busy; then stops them. Runs on the main goroutine.
+fn with_spinners<T: Send + 'static>(
+    workload: &str,
+    sleeper: impl FnOnce() -> T + Send + 'static,
+) -> T {
     let ready = wait_async_preempt();
     let stop = Arc::new(AtomicBool::new(false));
     let spinners = start_spinners(&stop);
-    let sleeper = gort::spawn(move || {
+    let start = Instant::now();
+    let out = gort::spawn(sleeper).join().expect("sleeper panicked");
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for h in spinners {
+        black_box(h.join().expect("spinner panicked"));
+    }
+    report_stats(workload, ready);
+    eprintln!(
+        "# gort {workload}: {:.0} preemption requests/s over {:.0}ms",
+        gort::stats().preempt_requests as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1000.0
+    );
+    out
+}
+
+/// Runs on the main goroutine. `n` sleeps of 1ms (`gort::time::sleep`, a
+/// runtime timer like Go's `time.Sleep`) while every P spins. The timer
+/// fires when a P next looks for work — when preemption stops a spinner —
+/// and the sleeper goes to that P's runnext, as in Go.
+fn lateness(n: u64) -> String {
+    let late = with_spinners("lateness", move || {
+        (0..n)
+            .map(|_| {
+                let t0 = Instant::now();
+                gort::time::sleep(SLEEP);
+                t0.elapsed().saturating_sub(SLEEP)
+            })
+            .collect::<Vec<Duration>>()
+    });
+    latency_fields(late)
+}
+
+/// Runs on the main goroutine. `lateness` with the sleep done as a 1ms
+/// blocking `nanosleep` system call instead (Go's side:
+/// `syscall.Nanosleep`): the sleeper sleeps in the kernel and must then
+/// get a P back. (Before gort had timers this was how `lateness` slept.)
+///
+/// sysmon takes a P from a syscall only after seeing it there on two
+/// rounds (gort and Go alike). At the default slice gort's rounds back off
+/// to 5ms (Go's to 10ms), so a 1ms call is rarely seen twice: the sleeper
+/// keeps its P (idle meanwhile) and gets it straight back, and the lateness
+/// is the kernel's oversleep. At a 100µs slice (rounds ≤ 50µs) the P goes
+/// to a spinner and the sleeper must win a P back.
+///
+/// The line adds a split: `kernel_*` is until the thread is back from the
+/// kernel (timer slack, waiting for a CPU), `pwait_*` the wait for a P
+/// after that; their sum is the lateness.
+fn lateness_syscall(n: u64) -> String {
+    let (late, kernel, p_wait) = with_spinners("lateness_syscall", move || {
         let mut late = Vec::with_capacity(n as usize);
         let mut kernel = Vec::with_capacity(n as usize);
         let mut p_wait = Vec::with_capacity(n as usize);
@@ -244,7 +331,7 @@ fn lateness(n: u64) -> String {
             let t0 = Instant::now();
             // t_k: back from the kernel, on the M, before asking for a P.
             let t_k = gort::syscall::blocking(|| {
-                std::thread::sleep(SLEEP);
+                nanosleep(SLEEP);
                 Instant::now()
             });
             let t1 = Instant::now();
@@ -254,22 +341,6 @@ fn lateness(n: u64) -> String {
         }
         (late, kernel, p_wait)
     });
-    let start = Instant::now();
-    let (late, kernel, p_wait) = sleeper.join().expect("sleeper panicked");
-    let elapsed = start.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    for h in spinners {
-        black_box(h.join().expect("spinner panicked"));
-    }
-    report_stats("lateness", ready);
-    eprintln!(
-        "# gort lateness: {:.0} preemption requests/s over {:.0}ms",
-        gort::stats().preempt_requests as f64 / elapsed.as_secs_f64(),
-        elapsed.as_secs_f64() * 1000.0
-    );
-    // The split (gort only): `kernel_*` is the wake-up of the sleeping
-    // thread (timer slack, waiting for a CPU), `pwait_*` the wait for a P
-    // after it; their sum is the lateness.
     format!(
         "{} kernel_{} pwait_{}",
         latency_fields(late),
@@ -287,7 +358,7 @@ fn fairness(n: u64) -> String {
     let stop = Arc::new(AtomicBool::new(false));
     let spinners = start_spinners(&stop);
     let start = Instant::now();
-    sleep_off_p(Duration::from_millis(n));
+    gort::time::sleep(Duration::from_millis(n));
     stop.store(true, Ordering::Relaxed);
     let window = start.elapsed();
     let counts: Vec<u64> = spinners
@@ -494,4 +565,122 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+// ---------------------------------------------------------------------------
+// Synchronisation workloads (gort::sync).
+
+/// Goroutines contending in `mutex` (`mutexGoroutines` in
+/// benches/go/mutex.go).
+const MUTEX_GOROUTINES: u64 = 8;
+
+/// Runs on the main goroutine. `mutex`: `MUTEX_GOROUTINES` goroutines each
+/// do `n` times lock, increment a shared counter, unlock, on one
+/// `gort::sync::Mutex`; the main goroutine joins them and checks the
+/// total. ns/op = elapsed / (`MUTEX_GOROUTINES` × n), per lock/unlock pair.
+fn mutex_contended(n: u64) -> (Duration, u64) {
+    let m = Arc::new(gort::sync::Mutex::new(0u64));
+    let start = Instant::now();
+    let handles: Vec<gort::JoinHandle<()>> = (0..MUTEX_GOROUTINES)
+        .map(|_| {
+            let m = m.clone();
+            gort::spawn(move || {
+                for _ in 0..n {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("goroutine panicked");
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(*m.lock(), MUTEX_GOROUTINES * n, "mutex: wrong total");
+    (elapsed, MUTEX_GOROUTINES * n)
+}
+
+// ---------------------------------------------------------------------------
+// Channel and timer workloads (gort::chan, gort::time; benches/go/chan.go).
+
+/// Runs on the main goroutine. `chan_pingpong`: an echo goroutine receives
+/// on one unbuffered channel and sends each value back on another; the
+/// main goroutine does `n` round trips. ns/op = elapsed / n, per round
+/// trip (two rendezvous).
+fn chan_pingpong(n: u64) -> (Duration, u64) {
+    let (ping_tx, ping_rx) = gort::chan::channel::<u64>(0);
+    let (pong_tx, pong_rx) = gort::chan::channel::<u64>(0);
+    let start = Instant::now();
+    let echo = gort::spawn(move || {
+        for v in &ping_rx {
+            pong_tx.send(v).expect("pong closed");
+        }
+    });
+    for i in 0..n {
+        ping_tx.send(i).expect("ping closed");
+        assert_eq!(pong_rx.recv(), Ok(i), "chan_pingpong: wrong echo");
+    }
+    drop(ping_tx);
+    echo.join().expect("echo panicked");
+    (start.elapsed(), n)
+}
+
+/// Capacity of the channel in `chan_buffered`.
+const CHAN_BUFFERED_CAP: usize = 1024;
+
+/// Runs on the main goroutine. `chan_buffered`: a producer goroutine sends
+/// 0..n on a channel of capacity `CHAN_BUFFERED_CAP`, then closes it; the
+/// main goroutine receives until closed and checks the sum. ns/op =
+/// elapsed / n, per value.
+fn chan_buffered(n: u64) -> (Duration, u64) {
+    let (tx, rx) = gort::chan::channel::<u64>(CHAN_BUFFERED_CAP);
+    let start = Instant::now();
+    let producer = gort::spawn(move || {
+        for i in 0..n {
+            tx.send(i).expect("closed");
+        }
+    });
+    let sum: u64 = rx.iter().sum();
+    producer.join().expect("producer panicked");
+    let elapsed = start.elapsed();
+    assert_eq!(sum, n * (n - 1) / 2, "chan_buffered: wrong sum");
+    (elapsed, n)
+}
+
+/// The timer duration of goroutine `i` in the timer workloads: 1–10ms,
+/// spread by a fixed formula (the Go side uses the same).
+fn timer_duration(i: u64) -> Duration {
+    Duration::from_micros(1000 + (i * 7919) % 9001)
+}
+
+/// Runs on the main goroutine. `timers_after`: spawns `n` goroutines, each
+/// receiving from `gort::time::after(timer_duration(i))`; joins them all.
+/// ns/op = elapsed / n.
+fn timers_after(n: u64) -> (Duration, u64) {
+    let start = Instant::now();
+    let handles: Vec<gort::JoinHandle<()>> = (0..n)
+        .map(|i| {
+            gort::spawn(move || {
+                gort::time::after(timer_duration(i))
+                    .recv()
+                    .expect("after delivers");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("goroutine panicked");
+    }
+    (start.elapsed(), n)
+}
+
+/// Runs on the main goroutine. `timers_sleep`: as `timers_after`, with
+/// `gort::time::sleep(timer_duration(i))`.
+fn timers_sleep(n: u64) -> (Duration, u64) {
+    let start = Instant::now();
+    let handles: Vec<gort::JoinHandle<()>> = (0..n)
+        .map(|i| gort::spawn(move || gort::time::sleep(timer_duration(i))))
+        .collect();
+    for h in handles {
+        h.join().expect("goroutine panicked");
+    }
+    (start.elapsed(), n)
 }

@@ -17,6 +17,7 @@
 use std::sync::atomic::Ordering;
 
 mod arch;
+pub mod chan;
 mod deadlock;
 mod g;
 mod join;
@@ -37,9 +38,9 @@ mod sysmon;
 mod timer;
 mod trace;
 
-/// Time: goroutine-aware sleeping.
+/// Time: goroutine-aware sleeping, one-shot timers and tickers.
 pub mod time {
-    pub use crate::timer::sleep;
+    pub use crate::timer::{after, sleep, Ticker, Timer};
 }
 
 pub use deadlock::OnDeadlock;

@@ -207,6 +207,12 @@ impl RunQueue {
             let len = t.wrapping_sub(h);
             let n = len - len / 2;
             if n == 0 {
+                if steal_next && !self.runnext.load(Ordering::Acquire).is_null() {
+                    // Go's runqgrab: the victim just readied this G (a
+                    // channel hand-off) and is likely about to block and
+                    // run it itself; give it ~3us before taking it.
+                    std::thread::sleep(std::time::Duration::from_micros(3));
+                }
                 if steal_next {
                     let next = self.runnext.load(Ordering::Acquire);
                     if !next.is_null() {

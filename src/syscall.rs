@@ -59,7 +59,8 @@ fn entersyscall() -> bool {
     let p = unsafe { &*pp };
     g.set_status(G_SYSCALL);
     p.syscalltick.fetch_add(1, Ordering::Relaxed);
-    p.syscall_since.store(crate::timer::nanotime(), Ordering::Relaxed);
+    p.syscall_since
+        .store(crate::timer::nanotime(), Ordering::Relaxed);
     mp.oldp.set(pp);
     mp.p.store(std::ptr::null_mut(), Ordering::Release);
     p.m.store(std::ptr::null_mut(), Ordering::Release);

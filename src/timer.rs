@@ -10,27 +10,93 @@
 //!   timer (its sleep is bounded by the earliest timer) and starts an M for
 //!   an idle P, which then runs it.
 //!
-//! Adding a timer earlier than sysmon's planned wake-up wakes sysmon.
+//! Adding a timer earlier than sysmon's planned wake-up wakes sysmon —
+//! only if it is the earliest of its P's heap: otherwise an earlier timer
+//! of the same P already bounds sysmon's sleep (or, if that one is
+//! overdue, the P runs both at its next schedule). Without this filter
+//! every new timer within sysmon's nominal delay cost a futex wake (100k
+//! sleepers: ~16k wake-ups of sysmon per run, Go's ~200).
 //!
 //! Each P publishes its earliest deadline in `timer0` (u64::MAX: none), so
 //! the checks above cost one atomic load when nothing is due.
 //!
 //! Times are nanoseconds since the runtime started (`nanotime`).
+//!
+//! # Tasks, stopping, and dead entries
+//!
+//! Besides waking a sleeper (`TimerAction::Wake`), a timer can run a
+//! `TimerTask` (`TimerAction::Task`): channel timeouts (`chan.rs`), and
+//! the public [`Timer`], [`Ticker`] and [`after`]. A task runs on the
+//! scheduler stack (g0) of whichever M runs the timers, outside every
+//! timer lock; it must not block (it may take short runtime locks, send
+//! on a channel without blocking, and make goroutines runnable).
+//!
+//! Stopping is lazy, as in Go: the entry stays in the heap, and the task
+//! itself knows it no longer matters (`TimerTask::live(seq)` is false;
+//! `fire` then does nothing). Whoever stops a timer tells the P that holds
+//! it (`stopped`), which counts dead entries; once at least a quarter of
+//! a heap (and at least `COMPACT_MIN` entries) is dead, the next `add`
+//! drops them all and re-heapifies — O(n) every n/4 stops, so a loop doing
+//! `recv_timeout(1s)` a million times a second keeps a bounded heap.
+//! `live` runs under the heap lock, so it must only read atomics.
+//!
+//! | entry state  | `fire`                      | at compaction |
+//! |--------------|-----------------------------|---------------|
+//! | live         | runs the action             | kept          |
+//! | stopped/reset (`live` false) | nothing     | dropped       |
+//!
+//! # Timer, Ticker, after
+//!
+//! Each owns a channel of capacity 1 that the firing task fills with
+//! `try_send(Instant::now())`: a slow receiver misses ticks instead of
+//! blocking the timer (Go's `sendTime`). A `seq` number under the timer's
+//! own lock tells the current arming from stale heap entries: `stop` and
+//! `reset` bump it, and drain a value already delivered to the channel, so
+//! nothing stale is received after they return (Go 1.23 semantics).
+//! Lock order: timer state → heap, timer state → channel; a heap lock is
+//! never held while taking another lock (dead entries are dropped after
+//! the heap lock is released, since dropping one may close a channel).
 
+use crate::chan::{channel, Receiver, Sender};
 use crate::g::{WaitReason, G};
 use crate::lock::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Work a timer does when it fires, other than waking a sleeper.
+pub(crate) trait TimerTask: Send + Sync {
+    /// The entry armed as `seq` is due. Runs on g0 (or wherever timers
+    /// run), outside the heap lock; must not block.
+    fn fire(self: Arc<Self>, seq: u64);
+    /// Whether the entry armed as `seq` still matters. Called under the
+    /// heap lock: must only read atomics.
+    fn live(&self, seq: u64) -> bool;
+}
 
 /// What a timer does when it fires.
 pub(crate) enum TimerAction {
     /// Make a sleeping goroutine runnable.
     Wake(*mut G),
+    /// Run a task, with the sequence number it was armed with.
+    Task(Arc<dyn TimerTask>, u64),
 }
 
 // SAFETY: the G pointer is handed to exactly one waker (whoever pops the
-// entry); Gs are never freed.
+// entry); Gs are never freed. Tasks are Send + Sync.
 unsafe impl Send for TimerAction {}
+
+impl TimerAction {
+    fn live(&self) -> bool {
+        match self {
+            TimerAction::Wake(_) => true,
+            TimerAction::Task(t, seq) => t.live(*seq),
+        }
+    }
+}
+
+/// A heap compacts only with at least this many dead entries.
+const COMPACT_MIN: usize = 64;
 
 struct Entry {
     when: u64,
@@ -65,8 +131,31 @@ impl TimerHeap {
         let last = self.entries.len() - 1;
         self.entries.swap(0, last);
         let top = self.entries.pop();
-        let n = self.entries.len();
+        self.sift_down(0);
+        top
+    }
+
+    /// Drops the entries that no longer matter (moved into `out`, to be
+    /// dropped by the caller outside the lock) and restores the heap.
+    fn compact(&mut self, out: &mut Vec<Entry>) {
         let mut i = 0;
+        while i < self.entries.len() {
+            if self.entries[i].action.live() {
+                i += 1;
+            } else {
+                out.push(self.entries.swap_remove(i));
+            }
+        }
+        let n = self.entries.len();
+        if n > 1 {
+            for i in (0..=(n - 2) / 4).rev() {
+                self.sift_down(i);
+            }
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        let n = self.entries.len();
         loop {
             let first = 4 * i + 1;
             if first >= n {
@@ -85,7 +174,6 @@ impl TimerHeap {
             self.entries.swap(i, min);
             i = min;
         }
-        top
     }
 
     fn first(&self) -> u64 {
@@ -102,6 +190,9 @@ pub(crate) struct PTimers {
     heap: Mutex<TimerHeap>,
     /// Earliest deadline in the heap, u64::MAX if empty.
     pub(crate) timer0: AtomicU64,
+    /// Entries reported stopped since the last compaction (an estimate:
+    /// see the module docs).
+    dead: AtomicUsize,
 }
 
 impl PTimers {
@@ -109,6 +200,7 @@ impl PTimers {
         PTimers {
             heap: Mutex::new(TimerHeap::default()),
             timer0: AtomicU64::new(u64::MAX),
+            dead: AtomicUsize::new(0),
         }
     }
 
@@ -116,10 +208,22 @@ impl PTimers {
         self.heap.lock().len()
     }
 
-    fn add(&self, when: u64, action: TimerAction) {
+    /// Adds a timer; returns whether it is now the heap's earliest.
+    fn add(&self, when: u64, action: TimerAction) -> bool {
+        let mut dropped = Vec::new();
         let mut h = self.heap.lock();
+        let dead = self.dead.load(Ordering::Relaxed);
+        if dead >= COMPACT_MIN && dead * 4 >= h.len() {
+            self.dead.store(0, Ordering::Relaxed);
+            h.compact(&mut dropped);
+        }
+        let earliest = when < h.first();
         h.push(Entry { when, action });
         self.timer0.store(h.first(), Ordering::SeqCst);
+        drop(h);
+        // Dropping a task may close a channel: not under the heap lock.
+        drop(dropped);
+        earliest
     }
 
     /// Pops every timer due at `now`; returns their actions.
@@ -138,9 +242,50 @@ impl PTimers {
 }
 
 /// Nanoseconds since the runtime started.
+///
+/// `CLOCK_MONOTONIC` (the clock of `Instant`) read directly, minus the
+/// reading at `Sched::start_time`: one vDSO call, without `Instant`'s
+/// checked `timespec` arithmetic (the scheduler reads this on every park).
 pub(crate) fn nanotime() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(clock_base())
+}
+
+/// `nanotime()` to within a clock tick (1–4ms), for bookkeeping that only
+/// needs minutes (the wait times in goroutine dumps):
+/// `CLOCK_MONOTONIC_COARSE` (the same clock, updated once a tick) costs
+/// ~5ns through the vDSO, where the precise clock costs ~35ns on a VM.
+pub(crate) fn nanotime_coarse() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC_COARSE).saturating_sub(clock_base())
+}
+
+/// The `CLOCK_MONOTONIC` reading of `Sched::start_time`, in ns.
+fn clock_base() -> u64 {
+    static BASE: AtomicU64 = AtomicU64::new(u64::MAX);
+    let base = BASE.load(Ordering::Relaxed);
+    if base != u64::MAX {
+        return base;
+    }
     let s = crate::sched::sched();
-    s.start_time.elapsed().as_nanos() as u64
+    let since_start = s.start_time.elapsed().as_nanos() as u64;
+    let base = clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(since_start);
+    // Racing first callers compute bases a few ns apart: keep one.
+    match BASE.compare_exchange(u64::MAX, base, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => base,
+        Err(first) => first,
+    }
+}
+
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write into; the clock ids are
+    // constants every Linux supports.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// Runs the expired timers of `timers`; returns how many fired.
@@ -154,9 +299,54 @@ pub(crate) fn run_timers(timers: &PTimers, now: u64) -> usize {
     for a in fired {
         match a {
             TimerAction::Wake(gp) => crate::sched::ready(gp),
+            // A stopped task's `fire` does nothing.
+            TimerAction::Task(t, seq) => t.fire(seq),
         }
     }
     n
+}
+
+/// The P a new timer should go to: the calling M's, or (on a plain
+/// thread, or a goroutine in a syscall) the next one round-robin.
+pub(crate) fn pick_p() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    if let Some(mp) = crate::m::getm() {
+        let pp = mp.p();
+        if !pp.is_null() {
+            // SAFETY: Ps live forever in `allp`.
+            return unsafe { (*pp).id };
+        }
+    }
+    NEXT.fetch_add(1, Ordering::Relaxed) % crate::sched::sched().procs()
+}
+
+/// Arms `task` (as `seq`) to fire at `when` on P `p`'s heap. Callable
+/// from any thread once the runtime runs, and from g0.
+pub(crate) fn add_task_on(p: usize, when: u64, task: Arc<dyn TimerTask>, seq: u64) {
+    let s = crate::sched::sched();
+    if s.allp[p].timers.add(when, TimerAction::Task(task, seq)) {
+        crate::sysmon::timer_added(when);
+    }
+}
+
+/// Arms `task` on the P `pick_p` chooses; returns that P.
+pub(crate) fn add_task(when: u64, task: Arc<dyn TimerTask>, seq: u64) -> usize {
+    let p = pick_p();
+    add_task_on(p, when, task, seq);
+    p
+}
+
+/// A task armed on P `p` was stopped: its entry is dead (counted for
+/// compaction; see the module docs).
+pub(crate) fn stopped(p: usize) {
+    if let Some(pp) = crate::sched::sched().allp.get(p) {
+        pp.timers.dead.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `nanotime()` `d` from now, saturating.
+pub(crate) fn when_after(d: Duration) -> u64 {
+    nanotime().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64)
 }
 
 /// The earliest timer deadline over all Ps (u64::MAX: none).
@@ -187,10 +377,274 @@ pub fn sleep(d: Duration) {
         let mp = crate::m::getm().expect("timer park off an M");
         // SAFETY: g0 of this M holds its P while running the park function.
         let pp = unsafe { &*mp.p() };
-        pp.timers.add(deadline, TimerAction::Wake(gp));
+        let earliest = pp.timers.add(deadline, TimerAction::Wake(gp));
         // From here on the G may be woken and run: touch nothing of the
         // closure's captures.
-        crate::sysmon::timer_added(deadline);
+        if earliest {
+            crate::sysmon::timer_added(deadline);
+        }
         true
     });
+}
+
+// ---------------------------------------------------------------------------
+// Timer, Ticker, after.
+
+/// Panics unless the runtime runs (timers need Ms to fire them).
+#[track_caller]
+fn need_runtime(what: &str) {
+    if !crate::sched::started() {
+        panic!(
+            "gort::time::{what} needs the runtime: call it inside gort::run(...), \
+             or start the runtime first with gort::Builder::new().start()"
+        );
+    }
+}
+
+/// Returns a receiver that gets the current time once `d` has passed (Go's
+/// `time.After`). Works in goroutines and on plain threads.
+///
+/// The channel holds the one value; after it has been received, further
+/// receives report the channel closed (Go's would block forever). Dropping
+/// the receiver before the time is up makes the timer a no-op.
+///
+/// # Panics
+/// If the runtime has not been started.
+#[track_caller]
+pub fn after(d: Duration) -> Receiver<Instant> {
+    need_runtime("after");
+    let (task, rx) = crate::chan::after_channel();
+    add_task(when_after(d), task, 0);
+    rx
+}
+
+/// The arming of a [`Timer`] or [`Ticker`] (under `TimerCore::state`).
+struct Arming {
+    /// The current arming's number; heap entries with another are stale.
+    seq: u64,
+    armed: bool,
+    /// Deadline of the current arming (nanotime).
+    when: u64,
+    /// Ticker period in ns (0: one-shot).
+    period: u64,
+    /// The P whose heap holds the current entry.
+    p: usize,
+}
+
+/// What a [`Timer`] or [`Ticker`] shares with its heap entries.
+struct TimerCore {
+    state: Mutex<Arming>,
+    /// `seq` of the armed entry, or `u64::MAX` if none (read by `live`
+    /// under the heap lock, so it must be an atomic).
+    live_seq: AtomicU64,
+    tx: Sender<Instant>,
+}
+
+impl TimerTask for TimerCore {
+    fn fire(self: Arc<Self>, seq: u64) {
+        let mut st = self.state.lock();
+        if !st.armed || st.seq != seq {
+            return; // stopped or reset since this entry was armed
+        }
+        // A full channel drops the value: the receiver is slow (Go).
+        let _ = self.tx.try_send(Instant::now());
+        if st.period == 0 {
+            st.armed = false;
+            self.live_seq.store(u64::MAX, Ordering::Relaxed);
+            return;
+        }
+        // Next tick, skipping the ones already missed (Go's period
+        // arithmetic in `timer.unlockAndRun`).
+        let now = nanotime();
+        let mut next = st.when.saturating_add(st.period);
+        if next <= now {
+            next = next.saturating_add(st.period.saturating_mul((now - next) / st.period + 1));
+        }
+        st.when = next;
+        let p = pick_p();
+        st.p = p;
+        add_task_on(p, next, self.clone(), seq);
+    }
+
+    fn live(&self, seq: u64) -> bool {
+        self.live_seq.load(Ordering::Relaxed) == seq
+    }
+}
+
+impl TimerCore {
+    fn new(d: Duration, period: u64) -> (Arc<TimerCore>, Receiver<Instant>) {
+        let (tx, rx) = channel(1);
+        let core = Arc::new(TimerCore {
+            state: Mutex::new(Arming {
+                seq: 0,
+                armed: false,
+                when: 0,
+                period,
+                p: 0,
+            }),
+            live_seq: AtomicU64::new(u64::MAX),
+            tx,
+        });
+        core.rearm(&rx, Some((d, period)));
+        (core, rx)
+    }
+
+    /// Stops the current arming (draining a value it already delivered),
+    /// then, with `next`, arms again after `d` with the given period.
+    /// Returns whether the timer was active: armed, or its value still
+    /// unreceived in the channel.
+    #[inline(never)]
+    fn rearm(self: &Arc<Self>, rx: &Receiver<Instant>, next: Option<(Duration, u64)>) -> bool {
+        let mut st = self.state.lock();
+        let was_armed = st.armed;
+        if was_armed {
+            stopped(st.p);
+        }
+        st.armed = false;
+        st.seq = st.seq.wrapping_add(1);
+        self.live_seq.store(u64::MAX, Ordering::Relaxed);
+        // Under our lock no firing can add a value behind this drain.
+        let mut drained = false;
+        while rx.try_recv().is_ok() {
+            drained = true;
+        }
+        if let Some((d, period)) = next {
+            st.armed = true;
+            st.period = period;
+            st.when = when_after(d);
+            st.p = pick_p();
+            self.live_seq.store(st.seq, Ordering::Relaxed);
+            add_task_on(st.p, st.when, self.clone(), st.seq);
+        }
+        was_armed || drained
+    }
+}
+
+/// A single event in the future (Go's `time.Timer`): after the duration,
+/// the current time is delivered on [`channel`](Timer::channel).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// gort::run(|| {
+///     let t = gort::time::Timer::new(Duration::from_millis(10));
+///     let fired_at = t.channel().recv().unwrap();
+///     # let _ = fired_at;
+/// });
+/// ```
+///
+/// [`stop`](Timer::stop) and [`reset`](Timer::reset) follow Go 1.23: once
+/// they return, no value from before them is received. Dropping the timer
+/// stops it. Needs the runtime (panics otherwise); usable from goroutines
+/// and plain threads.
+pub struct Timer {
+    core: Arc<TimerCore>,
+    rx: Receiver<Instant>,
+}
+
+impl Timer {
+    /// A timer that fires once, `d` from now.
+    ///
+    /// # Panics
+    /// If the runtime has not been started.
+    #[track_caller]
+    pub fn new(d: Duration) -> Timer {
+        need_runtime("Timer::new");
+        let (core, rx) = TimerCore::new(d, 0);
+        Timer { core, rx }
+    }
+
+    /// The channel the time is delivered on (capacity 1).
+    pub fn channel(&self) -> &Receiver<Instant> {
+        &self.rx
+    }
+
+    /// Stops the timer. Returns true if this call stopped it (it had not
+    /// fired, or had fired but its value was not received yet: that value
+    /// is discarded), false if it had already expired and been received,
+    /// or was stopped.
+    pub fn stop(&self) -> bool {
+        self.core.rearm(&self.rx, None)
+    }
+
+    /// Re-arms the timer to fire `d` from now, discarding a pending
+    /// firing or unreceived value. Returns whether the timer was active
+    /// (as [`stop`](Timer::stop) would have).
+    pub fn reset(&self, d: Duration) -> bool {
+        self.core.rearm(&self.rx, Some((d, 0)))
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timer").finish_non_exhaustive()
+    }
+}
+
+/// Delivers the time on [`channel`](Ticker::channel) every period (Go's
+/// `time.Ticker`). The channel holds one tick: a receiver slower than the
+/// period misses ticks rather than getting a backlog, and a tick late by
+/// more than a period is not repeated (the next one is on the period's
+/// grid). Dropping the ticker stops it.
+pub struct Ticker {
+    core: Arc<TimerCore>,
+    rx: Receiver<Instant>,
+}
+
+fn period_ns(period: Duration) -> u64 {
+    assert!(!period.is_zero(), "gort::time::Ticker: non-positive period");
+    period.as_nanos().clamp(1, u64::MAX as u128) as u64
+}
+
+impl Ticker {
+    /// A ticker with the given period; the first tick comes one period
+    /// from now.
+    ///
+    /// # Panics
+    /// If `period` is zero (as Go's `NewTicker`), or if the runtime has not
+    /// been started.
+    #[track_caller]
+    pub fn new(period: Duration) -> Ticker {
+        let ns = period_ns(period);
+        need_runtime("Ticker::new");
+        let (core, rx) = TimerCore::new(period, ns);
+        Ticker { core, rx }
+    }
+
+    /// The channel ticks are delivered on (capacity 1).
+    pub fn channel(&self) -> &Receiver<Instant> {
+        &self.rx
+    }
+
+    /// Stops the ticker: no tick is received after this returns.
+    pub fn stop(&self) {
+        self.core.rearm(&self.rx, None);
+    }
+
+    /// Stops the ticker and restarts it with a new period, the next tick
+    /// one period from now.
+    ///
+    /// # Panics
+    /// If `period` is zero.
+    pub fn reset(&self, period: Duration) {
+        let ns = period_ns(period);
+        self.core.rearm(&self.rx, Some((period, ns)));
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Ticker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticker").finish_non_exhaustive()
+    }
 }

@@ -1,9 +1,6 @@
 package main
 
-import (
-	"syscall"
-	"time"
-)
+import "time"
 
 // handoffSyscall is the blocking call of handoff: long enough that B always
 // runs before it returns (sysmon takes a P back within 20µs–20ms).
@@ -18,8 +15,7 @@ const handoffWarmup = 3
 // goroutine blocked in a syscall (with GOMAXPROCS=1 only the handoff can
 // run B).
 //
-// The time after an interruption by a signal is slept again, as on gort's
-// side. syscall.Nanosleep is a real blocking system call made through
+// nanosleep (spin.go) is a real blocking system call made through
 // syscall.Syscall, which brackets it with entersyscall/exitsyscall (not the
 // netpoller), like gort::syscall::blocking around libc::nanosleep.
 func handoffOnce() time.Duration {
@@ -29,17 +25,7 @@ func handoffOnce() time.Duration {
 	go func() {
 		go func() { tRun <- time.Since(base) }()
 		t := time.Since(base)
-		ts := syscall.NsecToTimespec(int64(handoffSyscall))
-		// Signals (SIGURG) can interrupt it: sleep the remainder.
-		for {
-			err := syscall.Nanosleep(&ts, &ts)
-			if err == nil {
-				break
-			}
-			if err != syscall.EINTR {
-				panic(err)
-			}
-		}
+		nanosleep(handoffSyscall)
 		tEnter <- t
 	}()
 	enter := <-tEnter

@@ -10,10 +10,21 @@ import (
 // it runs again; lateness = wake - t0 - 1ms. Percentiles in µs.
 //
 // The sleep is a runtime timer: it fires when a P next looks at its timers
-// (in schedule, i.e. when preemption stops a spinner). gort has no timers
-// yet; its side sleeps in the kernel off its P and must get a P back, which
-// preemption governs likewise (see compare.rs).
+// (in schedule, i.e. when preemption stops a spinner), as gort::time::sleep.
 func lateness(n uint64) string {
+	return withSpinners(n, func() { time.Sleep(time.Millisecond) })
+}
+
+// lateness_syscall: the same with the sleep done as a blocking 1ms
+// nanosleep system call (gort: syscall::blocking): the sleeper must get a
+// P back after the call (if sysmon took it meanwhile).
+func latenessSyscall(n uint64) string {
+	return withSpinners(n, func() { nanosleep(time.Millisecond) })
+}
+
+// withSpinners runs the sleeper loop (n times sleep) while `spinners`
+// goroutines keep every P busy; returns the lateness fields.
+func withSpinners(n uint64, sleep func()) string {
 	var stop uint32
 	counts := startSpinners(&stop)
 	late := make(chan []time.Duration)
@@ -21,7 +32,7 @@ func lateness(n uint64) string {
 		v := make([]time.Duration, 0, n)
 		for i := uint64(0); i < n; i++ {
 			t0 := time.Now()
-			time.Sleep(time.Millisecond)
+			sleep()
 			d := time.Since(t0) - time.Millisecond
 			if d < 0 {
 				d = 0
@@ -40,4 +51,5 @@ func lateness(n uint64) string {
 
 func init() {
 	workloads["lateness"] = workload{defaultN: 300, once: lateness}
+	workloads["lateness_syscall"] = workload{defaultN: 300, once: latenessSyscall}
 }

@@ -8,8 +8,8 @@
 //
 //	spawn_join procs=1 n=1000000 ns_per_op=123.4
 //
-// Scheduling-latency workloads (lateness, fairness, handoff) run once and
-// print their own fields after the common ones:
+// Scheduling-latency workloads (lateness, lateness_syscall, fairness,
+// handoff) run once and print their own fields after the common ones:
 //
 //	lateness procs=2 slice_us=10000 n=300 p50_us=… p99_us=… max_us=…
 //

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -84,4 +85,22 @@ func fairnessFields(counts []uint64, window time.Duration) string {
 	}
 	return fmt.Sprintf("window_ms=%.1f min_share=%.4f max_share=%.4f min_max=%.4f shares=%s",
 		float64(window.Nanoseconds())/1e6, minS, maxS, ratio, strings.Join(list, ","))
+}
+
+// nanosleep sleeps d in a blocking nanosleep system call: syscall.Nanosleep
+// goes through syscall.Syscall, which brackets it with entersyscall and
+// exitsyscall (the P may be handed off meanwhile), as gort's
+// syscall::blocking does. After an interruption by a signal (SIGURG) it
+// sleeps the remainder, as compare.rs does.
+func nanosleep(d time.Duration) {
+	ts := syscall.NsecToTimespec(int64(d))
+	for {
+		err := syscall.Nanosleep(&ts, &ts)
+		if err == nil {
+			return
+		}
+		if err != syscall.EINTR {
+			panic(err)
+		}
+	}
 }
