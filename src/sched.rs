@@ -86,6 +86,8 @@ pub(crate) struct Sched {
     pub(crate) sysmonwait: AtomicBool,
     /// Async preemption is on (configured, and the code map is built).
     pub(crate) async_preempt: AtomicBool,
+    /// An idle M is sleeping until the earliest timer (at most one).
+    pub(crate) timer_waiter: AtomicBool,
 }
 
 pub(crate) struct SchedLocked {
@@ -187,6 +189,7 @@ impl Sched {
             sysmon_note: Note::new(),
             sysmonwait: AtomicBool::new(false),
             async_preempt: AtomicBool::new(false),
+            timer_waiter: AtomicBool::new(false),
         }
     }
 
@@ -405,6 +408,10 @@ fn minit(s: &Sched, mp: &'static M) {
     let tid = unsafe { libc::gettid() };
     mp.procid.store(tid, Ordering::Release);
     mp.stackguard_slot.set(arch::stackguard_slot());
+    // An idle M may sleep until the next timer (stopm_until): keep the
+    // kernel's default 50µs timer slack from delaying it.
+    // SAFETY: PR_SET_TIMERSLACK only affects this thread's timed waits.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
     crate::signal::minit_signals(mp);
     setm(mp);
     crate::signal::set_thread_name(&format!("gort-m{}", mp.id));
@@ -687,8 +694,64 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
                 }
             }
         }
-        stopm(s, mp);
+        // With timers pending, one idle M sleeps only until the earliest
+        // (Go's netpoll(delay) waiter); sysmon is the backstop for timers
+        // added later with an earlier deadline.
+        let next = crate::timer::next_timer(s);
+        if next != u64::MAX && !s.timer_waiter.swap(true, Ordering::AcqRel) {
+            stopm_until(s, mp, next);
+            s.timer_waiter.store(false, Ordering::Release);
+        } else {
+            stopm(s, mp);
+        }
     }
+}
+
+/// `stopm`, but wake up by `deadline` (nanotime) at the latest, then take
+/// an idle P so the caller's `find_runnable` runs the expired timers.
+fn stopm_until(s: &'static Sched, mp: &'static M, deadline: u64) {
+    {
+        let mut sl = s.lock.lock();
+        mp.park.clear();
+        sl.midle.push(mp);
+        s.nmidle.fetch_add(1, Ordering::SeqCst);
+    }
+    let now = crate::timer::nanotime();
+    let woken = deadline <= now
+        || mp
+            .park
+            .sleep_timeout(std::time::Duration::from_nanos(deadline - now));
+    if !woken || deadline <= now {
+        let mut sl = s.lock.lock();
+        if let Some(i) = sl.midle.iter().position(|m| std::ptr::eq(*m, mp)) {
+            // Timed out, still idle: leave the idle list ourselves.
+            sl.midle.swap_remove(i);
+            s.nmidle.fetch_sub(1, Ordering::SeqCst);
+            let pp = pidleget(&mut sl, s);
+            drop(sl);
+            if let Some(p) = unsafe_p(pp) {
+                acquirep(mp, p);
+                return;
+            }
+            // Every P is busy: they run the timers themselves.
+            stopm(s, mp);
+            return;
+        }
+        // startm picked us meanwhile: its wake-up is on the way.
+        drop(sl);
+        mp.park.sleep();
+    }
+    mp.park.clear();
+    let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+    assert!(!pp.is_null(), "stopm_until: woken without a P");
+    // SAFETY: startm gave us exclusive use of pp.
+    acquirep(mp, unsafe { &*pp });
+}
+
+/// A P from `pidleget`, as a reference.
+fn unsafe_p(pp: *mut P) -> Option<&'static P> {
+    // SAFETY: Ps live forever in `allp`; pidleget gave us exclusive use.
+    unsafe { pp.as_ref() }
 }
 
 /// Tries every other P in random order, a few rounds, taking half its
