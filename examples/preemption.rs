@@ -87,15 +87,6 @@ fn main() {
                 .collect::<Vec<_>>(),
         )
     });
-    if std::env::var_os("SHOW_LATE").is_some() {
-        for (i, l) in late
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| **l > Duration::from_millis(1))
-        {
-            eprintln!("tick {i}: late {l:?}");
-        }
-    }
     let mut sorted = late.clone();
     sorted.sort();
     let pct = |p: f64| sorted[((sorted.len() - 1) as f64 * p) as usize];
