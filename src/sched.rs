@@ -271,18 +271,27 @@ pub(crate) fn runqput_current(gp: *mut G, next: bool) {
         .as_ref()
         .map(|l| l.m().p())
         .unwrap_or(std::ptr::null_mut());
-    if pp.is_null() {
-        let mut sl = s.lock.lock();
-        let mut one = GList::new();
-        one.push_back(gp);
-        globrunqputbatch(&mut sl, s, &mut one);
-    } else {
-        // SAFETY: the calling M holds `pp` and cannot lose it while
-        // `locked` prevents preemption.
-        runqput(s, unsafe { &*pp }, gp, next);
-    }
+    // SAFETY: a non-null pp is held by the calling M, which cannot lose
+    // it while `locked` prevents preemption.
+    put_runnable(s, unsafe { pp.as_ref() }, gp, next);
     drop(locked);
     wakep();
+}
+
+/// Queues a runnable `gp` on `pp` (the caller's own P), or on the global
+/// queue when the caller holds no P.
+fn put_runnable(s: &Sched, pp: Option<&P>, gp: *mut G, next: bool) {
+    match pp {
+        Some(pp) => runqput(s, pp, gp, next),
+        None => globrunqput(&mut s.lock.lock(), s, gp),
+    }
+}
+
+/// Puts one G on the global run queue (sched lock held).
+fn globrunqput(sl: &mut SchedLocked, s: &Sched, gp: *mut G) {
+    let mut one = GList::new();
+    one.push_back(gp);
+    globrunqputbatch(sl, s, &mut one);
 }
 
 fn runqput(s: &Sched, pp: &P, gp: *mut G, next: bool) {
@@ -583,11 +592,7 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
             After::Preempt => {
                 g.preempt.store(false, Ordering::Relaxed);
                 g.set_status(G_RUNNABLE);
-                let mut sl = s.lock.lock();
-                let mut one = GList::new();
-                one.push_back(gp);
-                globrunqputbatch(&mut sl, s, &mut one);
-                drop(sl);
+                globrunqput(&mut s.lock.lock(), s, gp);
                 wakep();
                 return;
             }
@@ -601,9 +606,7 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
                     acquirep(mp, unsafe { &*pp });
                     continue; // run gp again on the new P
                 }
-                let mut one = GList::new();
-                one.push_back(gp);
-                globrunqputbatch(&mut sl, s, &mut one);
+                globrunqput(&mut sl, s, gp);
                 drop(sl);
                 if mp.lockedg.load(Ordering::Acquire).is_null() {
                     stopm(s, mp);
@@ -898,15 +901,8 @@ pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> 
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
     s.spawned.fetch_add(1, Ordering::Relaxed);
     crate::deadlock::progress();
-    if pp.is_null() {
-        let mut sl = s.lock.lock();
-        let mut one = GList::new();
-        one.push_back(gp);
-        globrunqputbatch(&mut sl, s, &mut one);
-    } else {
-        // SAFETY: as above.
-        runqput(s, unsafe { &*pp }, gp, true);
-    }
+    // SAFETY: as above.
+    put_runnable(s, unsafe { pp.as_ref() }, gp, true);
     drop(locked);
     wakep();
     id
