@@ -234,3 +234,63 @@ fn stats_count_goroutines() {
     assert!(after.threads >= 1);
     assert!(after.procs >= 1);
 }
+
+#[cfg(target_arch = "x86_64")]
+fn mxcsr() -> u32 {
+    let mut v: u32 = 0;
+    // SAFETY: stores MXCSR into a local.
+    unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut v, options(nostack)) };
+    v
+}
+
+#[cfg(target_arch = "x86_64")]
+fn set_mxcsr(v: u32) {
+    // SAFETY: loads a valid MXCSR value (exceptions masked).
+    unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &v, options(nostack)) };
+}
+
+#[cfg(target_arch = "x86_64")]
+fn fpu_cw() -> u16 {
+    let mut v: u16 = 0;
+    // SAFETY: stores the x87 control word into a local.
+    unsafe { std::arch::asm!("fnstcw [{}]", in(reg) &mut v, options(nostack)) };
+    v
+}
+
+#[cfg(target_arch = "x86_64")]
+fn set_fpu_cw(v: u16) {
+    // SAFETY: loads a valid x87 control word (exceptions masked).
+    unsafe { std::arch::asm!("fldcw [{}]", in(reg) &v, options(nostack)) };
+}
+
+/// The FP control words are callee-saved: each goroutine keeps its own
+/// rounding mode across switches, whatever the others set.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn fp_control_words_are_per_goroutine() {
+    let ok = gort::run(|| {
+        let hs: Vec<_> = (0..4u32)
+            .map(|i| {
+                gort::spawn(move || {
+                    // Rounding control (MXCSR bits 13-14, FCW bits 10-11),
+                    // a different mode per goroutine.
+                    let m = (mxcsr() & !0x6000) | (i << 13);
+                    let c = (fpu_cw() & !0x0c00) | ((i as u16) << 10);
+                    set_mxcsr(m);
+                    set_fpu_cw(c);
+                    let mut ok = true;
+                    for _ in 0..2000 {
+                        gort::yield_now();
+                        ok &= mxcsr() & 0xffc0 == m & 0xffc0 && fpu_cw() == c;
+                    }
+                    // Leave the thread as we found it.
+                    set_mxcsr(0x1f80);
+                    set_fpu_cw(0x037f);
+                    ok
+                })
+            })
+            .collect();
+        hs.into_iter().all(|h| h.join().unwrap())
+    });
+    assert!(ok, "a goroutine's FP control words changed across a switch");
+}

@@ -29,8 +29,9 @@
  *        rsp = 8 mod 16 (ordinary call), return address on top
  * Saves: rbx, rbp, r12-r15, MXCSR, x87 control word on the current stack,
  *        then stores rsp (pointing at the frame above) to *rdi.
- * Out:   runs on the next stack with its callee-saved registers, MXCSR and
- *        FCW restored, and returns to its saved return address with
+ * Out:   runs on the next stack with its callee-saved registers, MXCSR
+ *        control bits and FCW restored (each reloaded only if it differs
+ *        from the current one), and returns to its saved return address with
  *        rsp = next_sp + 64.  rax, rcx, rdx, rsi, rdi, r8-r11 and the vector
  *        registers are caller-saved and not preserved (callers expect that).
  *        The stored rsp is written before the switch: whoever resumes this
@@ -62,13 +63,25 @@ FUNC_BEGIN(gort_switch)
     fnstcw 4(%rsp)                  /* x87 control word (precision, rounding) */
 
     movq %rsp, (%rdi)               /* publish our stack pointer */
+    movq %rsp, %rcx                 /* keep our frame: the current FP words */
     movq %rsi, %rsp                 /* ...and become the other context */
     /* The new stack has the same frame shape, so the CFI above still
      * describes it: an unwinder stopped here sees the resumed context. */
 
+    /* Restore the FP control words only when they differ from the ones in
+     * force (ldmxcsr and fldcw are slow, and they almost never differ).
+     * Only MXCSR's control bits (15:6) are callee-saved; its status flags
+     * (5:0) are caller-saved, so they do not force a reload. */
+    movl (%rsp), %eax
+    xorl (%rcx), %eax
+    testl $0xffc0, %eax
+    jz 1f
     ldmxcsr (%rsp)
+1:  movzwl 4(%rsp), %eax
+    cmpw 4(%rcx), %ax
+    je 2f
     fldcw 4(%rsp)
-    addq $8, %rsp
+2:  addq $8, %rsp
     .cfi_adjust_cfa_offset -8
     popq %r15
     .cfi_adjust_cfa_offset -8
