@@ -531,7 +531,12 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
     debug_assert!(!pp.is_null());
     if !inherit {
         // SAFETY: we hold pp.
-        unsafe { (*pp).schedtick.fetch_add(1, Ordering::Relaxed) };
+        // Only the owner writes schedtick (sysmon just reads it), so a
+        // plain load and store do; an atomic RMW costs more per switch.
+        unsafe {
+            let t = &(*pp).schedtick;
+            t.store(t.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        }
     }
     if g.stack.get().is_none() {
         // SAFETY: we hold pp; gp has never run since it was (re)spawned.
