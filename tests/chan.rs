@@ -37,16 +37,7 @@ where
     T: Send + 'static,
 {
     start();
-    let (tx, rx) = mpsc::channel();
-    gort::spawn(move || {
-        let r = panic::catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(v)) => v,
-        Ok(Err(p)) => panic::resume_unwind(p),
-        Err(_) => panic!("test did not finish within {limit:?}"),
-    }
+    common::on_goroutine_within(limit, f)
 }
 
 /// Runs `f` on a plain thread, bounded like `bounded`.

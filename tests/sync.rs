@@ -6,6 +6,8 @@
 //! the test thread waits for its result with a timeout, so a bug fails
 //! the test instead of hanging the run.
 
+mod common;
+
 use gort::sync::{Condvar, Mutex, Once, RwLock, WaitGroup};
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
@@ -33,12 +35,7 @@ where
     T: Send + 'static,
 {
     start();
-    let (tx, rx) = mpsc::channel();
-    gort::spawn(move || {
-        let r = panic::catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    wait_result(rx, limit)
+    common::on_goroutine_within(limit, f)
 }
 
 /// Runs `f` on a plain thread, with the same bound.

@@ -60,3 +60,23 @@ pub fn process_cpu_time() -> Duration {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     Duration::from_millis(ticks * 1000 / hz)
 }
+
+/// Runs `f` on a goroutine (the runtime must be started) and returns its
+/// result, resuming its panic if it panicked, and failing the test if it
+/// takes longer than `limit` (the goroutine is then left behind).
+pub fn on_goroutine_within<T, F>(limit: Duration, f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    gort::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(Ok(v)) => v,
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => panic!("test did not finish within {limit:?}"),
+    }
+}
