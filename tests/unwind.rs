@@ -447,9 +447,10 @@ fn perf_usable() -> Result<(), String> {
     }
 }
 
-/// Profiles the spinning child with `perf record <record_args>` and returns
-/// the samples of `perf script`, failing the test if either step fails.
-fn profile_spinning_child(tag: &str, record_args: &[&str]) -> (Vec<Vec<String>>, String) {
+/// Profiles the child test `child` with `perf record <record_args>` and
+/// returns the samples of `perf script`, failing the test if either step
+/// fails.
+fn profile_child(child: &str, tag: &str, record_args: &[&str]) -> (Vec<Vec<String>>, String) {
     let data = TempFile::new(tag);
     let mut cmd = Command::new("perf");
     cmd.arg("record")
@@ -458,11 +459,11 @@ fn profile_spinning_child(tag: &str, record_args: &[&str]) -> (Vec<Vec<String>>,
         .arg(&data.0)
         .arg("--")
         .arg(this_test_binary())
-        .args(["--exact", CHILD_SPIN, "--ignored", "--test-threads=1"]);
+        .args(["--exact", child, "--ignored", "--test-threads=1"]);
     let rec = run_with_timeout(cmd).expect("running perf record");
     assert!(
         rec.status.success() && rec.stdout.contains("1 passed"),
-        "perf record of the spinning child failed\n{}",
+        "perf record of {child} failed\n{}",
         rec.describe()
     );
     let mut cmd = Command::new("perf");
@@ -517,7 +518,7 @@ fn perf_callchains_reach_goroutine_entry() {
     ) {
         return;
     }
-    let (samples, script) = profile_spinning_child("fp", &["-g"]);
+    let (samples, script) = profile_child(CHILD_SPIN, "fp", &["-g"]);
     check_perf_chains("-g (frame pointers)", &samples, &script);
 }
 
@@ -539,7 +540,7 @@ fn perf_dwarf_callchains_reach_goroutine_entry() {
     ) {
         return;
     }
-    let (samples, script) = profile_spinning_child("dwarf", &["--call-graph", "dwarf"]);
+    let (samples, script) = profile_child(CHILD_SPIN, "dwarf", &["--call-graph", "dwarf"]);
     check_perf_chains("--call-graph dwarf", &samples, &script);
 }
 
@@ -559,30 +560,9 @@ fn perf_unwinds_through_preemption_trampoline() {
         ("-g", &["-g"][..]),
         ("dwarf", &["--call-graph", "dwarf"][..]),
     ] {
-        let data = TempFile::new(&format!("tramp-{mode}"));
-        let mut cmd = Command::new("perf");
-        cmd.arg("record")
-            .args(args)
-            .args(["-F", "20000", "-e", "cpu-clock", "-o"])
-            .arg(&data.0)
-            .arg("--")
-            .arg(this_test_binary())
-            .args(["--exact", CHILD_PREEMPTED, "--ignored", "--test-threads=1"]);
-        let rec = run_with_timeout(cmd).expect("running perf record");
-        assert!(
-            rec.status.success() && rec.stdout.contains("1 passed"),
-            "perf record of the preempted child failed\n{}",
-            rec.describe()
-        );
-        let mut cmd = Command::new("perf");
-        cmd.args(["script", "--no-inline", "-i"]).arg(&data.0);
-        let script = run_with_timeout(cmd).expect("running perf script");
-        assert!(
-            script.status.success(),
-            "perf script failed\n{}",
-            script.stderr
-        );
-        let samples = perf_samples(&script.stdout);
+        // A high sample rate: the trampoline runs for a few µs at a time.
+        let record_args: Vec<&str> = args.iter().copied().chain(["-F", "20000"]).collect();
+        let (samples, _) = profile_child(CHILD_PREEMPTED, &format!("tramp-{mode}"), &record_args);
         // Samples through the trampoline whose innermost frame is gort's
         // own code (the trampoline, or Rust it calls): libc and the kernel
         // have no frame pointers, so chains from there are not expected to
