@@ -33,13 +33,7 @@ fn rss_bytes() -> usize {
 
 #[test]
 fn rss_falls_after_a_burst_of_goroutines() {
-    let out = common::run_child("child_rss", &[], Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("RSS OK"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::expect_child("child_rss", &[], Duration::from_secs(120), "RSS OK");
 }
 
 #[test]
@@ -176,13 +170,7 @@ fn child_schedtrace() {
 
 #[test]
 fn idle_runtime_with_sysmon_uses_no_cpu() {
-    let out = common::run_child("child_idle", &[], Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("IDLE OK"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::expect_child("child_idle", &[], Duration::from_secs(60), "IDLE OK");
 }
 
 #[test]

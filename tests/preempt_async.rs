@@ -144,12 +144,11 @@ fn child_syscall_handoff() {
 
 #[test]
 fn foreign_sigurg_handler_still_gets_its_signals() {
-    let out = common::run_child("child_foreign_sigurg", &[], Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("FOREIGN OK"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::expect_child(
+        "child_foreign_sigurg",
+        &[],
+        Duration::from_secs(60),
+        "FOREIGN OK",
     );
 }
 

@@ -63,13 +63,7 @@ fn alloc_work(seed: u64, rounds: u64) -> u64 {
 
 #[test]
 fn allocation_heavy_goroutines_under_fast_preemption() {
-    let out = common::run_child("child_alloc", &[], Duration::from_secs(120));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("ALLOC OK"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::expect_child("child_alloc", &[], Duration::from_secs(120), "ALLOC OK");
 }
 
 #[test]

@@ -80,3 +80,15 @@ where
         Err(_) => panic!("test did not finish within {limit:?}"),
     }
 }
+
+/// Runs the child-mode test `test` (see `run_child`) and fails unless it
+/// succeeded and printed `marker`; shows both outputs when it did not.
+pub fn expect_child(test: &str, env: &[(&str, &str)], timeout: Duration, marker: &str) {
+    let out = run_child(test, env, timeout);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(marker),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
