@@ -12,7 +12,9 @@
 //! Unlike Go, a plain thread outside the runtime can wake a goroutine (send
 //! on a channel, unlock a mutex). So sysmon, which checks whenever every P
 //! is idle, reports only after the state has lasted `GRACE` with no
-//! goroutine made runnable in between: a thread that hands work to the
+//! goroutine spawned or run in between (a goroutine a plain thread wakes
+//! goes through the global queue and so starts a fresh time slice, which
+//! moves its P's schedtick): a thread that hands work to the
 //! runtime within that time is not mistaken for a deadlock. A goroutine
 //! that waits longer than that for a plain thread is reported (README).
 //!
@@ -30,7 +32,7 @@ use crate::g::{G_RUNNABLE, G_RUNNING, G_SYSCALL};
 use crate::lock::Mutex;
 use crate::note::Note;
 use crate::sched::Sched;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,16 +75,20 @@ impl RunWait {
 
 static RUNS: Mutex<Vec<Arc<RunWait>>> = Mutex::new(Vec::new());
 
-/// Bumped whenever a goroutine is made runnable or a run caller arrives:
-/// a deadlock candidate is confirmed only if it did not move.
-pub(crate) static PROGRESS: AtomicU64 = AtomicU64::new(0);
-
-pub(crate) fn progress() {
-    PROGRESS.fetch_add(1, Ordering::Relaxed);
+/// A value that moves whenever a goroutine is spawned or runs a fresh
+/// time slice: a deadlock candidate is confirmed only if it did not move.
+/// Derived from counters the scheduler keeps anyway (a woken goroutine runs,
+/// and `execute` bumps its P's schedtick), so the hot paths pay nothing.
+fn progress_mark(s: &Sched) -> u64 {
+    let ticks: u64 = s
+        .allp
+        .iter()
+        .map(|p| p.schedtick.load(Ordering::Relaxed) as u64)
+        .sum();
+    s.spawned.load(Ordering::Relaxed).wrapping_add(ticks)
 }
 
 pub(crate) fn register(w: &Arc<RunWait>) {
-    progress();
     RUNS.lock().push(w.clone());
 }
 
@@ -147,7 +153,7 @@ pub(crate) fn sysmon_check(s: &Sched, candidate: &mut Option<(Instant, u64)>) ->
         return None;
     };
     let now = Instant::now();
-    let p = PROGRESS.load(Ordering::Relaxed);
+    let p = progress_mark(s);
     match *candidate {
         Some((since, p0)) if p0 == p => {
             if now.duration_since(since) >= GRACE {

@@ -905,7 +905,6 @@ pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> 
     g.set_status(G_RUNNABLE);
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
     s.spawned.fetch_add(1, Ordering::Relaxed);
-    crate::deadlock::progress();
     // SAFETY: as above.
     put_runnable(s, unsafe { pp.as_ref() }, gp, true);
     drop(locked);
@@ -1008,7 +1007,6 @@ pub(crate) fn ready(gp: *mut G) {
         ));
     }
     g.set_status(G_RUNNABLE);
-    crate::deadlock::progress();
     runqput_current(gp, true);
 }
 
