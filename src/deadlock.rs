@@ -113,8 +113,17 @@ pub(crate) fn check(s: &Sched) -> Option<Dead> {
         }
         runs.iter().any(|r| r.main_exited.load(Ordering::Acquire))
     };
+    // Goroutines waiting on the network can be woken by the outside world.
+    if crate::netpoll::waiters() > 0 {
+        return None;
+    }
     let ms = s.mcount.load(Ordering::SeqCst);
-    let idle = s.nmidle.load(Ordering::SeqCst) + s.nmidlelocked.load(Ordering::SeqCst);
+    let mut idle = s.nmidle.load(Ordering::SeqCst) + s.nmidlelocked.load(Ordering::SeqCst);
+    // An M blocked in the netpoller with nobody waiting there (the last
+    // waiter left by a deadline or close) is as idle as a parked one.
+    if crate::netpoll::LASTPOLL.load(Ordering::SeqCst) == 0 {
+        idle += 1;
+    }
     if ms > idle {
         return None; // some M runs (or sits in a syscall)
     }

@@ -301,6 +301,49 @@ fn runqput(s: &Sched, pp: &P, gp: *mut G, next: bool) {
     }
 }
 
+/// Makes the goroutines in `list` (woken by the netpoller, status still
+/// waiting) runnable and queues them (Go's `injectglist`). With no P
+/// (`pp` None) they all go to the global queue and one M is started per
+/// idle P, up to one per goroutine; with a P, as many as there are idle Ps
+/// go to the global queue (with an M each) and the rest to `pp`'s queue.
+pub(crate) fn injectglist(s: &'static Sched, pp: Option<&P>, mut list: GList) {
+    let n = list.len();
+    if n == 0 {
+        return;
+    }
+    let mut global = GList::new();
+    let mut local = GList::new();
+    let to_global = match pp {
+        None => n,
+        Some(_) => (s.npidle.load(Ordering::SeqCst) as usize).min(n),
+    };
+    while let Some(gp) = list.pop_front() {
+        // SAFETY: the poller handed us these Gs; nobody else readies them.
+        unsafe { (*gp).set_status(G_RUNNABLE) };
+        if global.len() < to_global {
+            global.push_back(gp);
+        } else {
+            local.push_back(gp);
+        }
+    }
+    let started = global.len();
+    if started > 0 {
+        let mut sl = s.lock.lock();
+        globrunqputbatch(&mut sl, s, &mut global);
+    }
+    for _ in 0..started {
+        if s.npidle.load(Ordering::SeqCst) == 0 {
+            break;
+        }
+        startm(s, std::ptr::null_mut(), false);
+    }
+    if let Some(pp) = pp {
+        while let Some(gp) = local.pop_front() {
+            runqput(s, pp, gp, false);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Starting, stopping and waking Ms.
 
@@ -656,6 +699,18 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
             }
         }
 
+        // The network, without blocking, if someone waits on it and no M
+        // is blocked polling already (Go polls here before stealing too).
+        if crate::netpoll::waiters() > 0 && crate::netpoll::LASTPOLL.load(Ordering::Relaxed) != 0 {
+            let mut list = crate::netpoll::netpoll(Some(std::time::Duration::ZERO));
+            if let Some(gp) = list.pop_front() {
+                injectglist(s, Some(pp), list);
+                // SAFETY: the poller handed us gp.
+                unsafe { (*gp).set_status(G_RUNNABLE) };
+                return (gp, false);
+            }
+        }
+
         // Steal, unless enough Ms are spinning already.
         let procs = s.procs() as u32;
         if mp.is_spinning()
@@ -702,6 +757,16 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
                 }
             }
         }
+        // Someone waits on the network and nobody polls: this M becomes
+        // the blocking poller, which also sleeps only until the earliest
+        // timer.
+        if crate::netpoll::waiters() > 0 && crate::netpoll::LASTPOLL.swap(0, Ordering::SeqCst) != 0
+        {
+            if let Some(r) = block_in_netpoll(s, mp) {
+                return r;
+            }
+            continue 'top;
+        }
         // With timers pending, one idle M sleeps only until the earliest
         // (Go's netpoll(delay) waiter); sysmon is the backstop for timers
         // added later with an earlier deadline.
@@ -711,6 +776,45 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
             s.timer_waiter.store(false, Ordering::Release);
         } else {
             stopm(s, mp);
+        }
+    }
+}
+
+/// The M (holding no P) blocks in the netpoller until an event, a break,
+/// or the earliest timer; then takes an idle P. Returns a G to run (woken
+/// by the poll), or None to look for work again (holding a P). Without an
+/// idle P, queues what the poll woke globally and parks (stopm).
+/// `LASTPOLL` is 0 on entry (this M claimed the poller's seat).
+fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)> {
+    let next = crate::timer::next_timer(s);
+    crate::netpoll::set_poll_until(next);
+    let now = crate::timer::nanotime();
+    let delay = if next == u64::MAX {
+        None
+    } else {
+        Some(std::time::Duration::from_nanos(next.saturating_sub(now)))
+    };
+    // A delay of zero would make a non-blocking poll: fine for an overdue
+    // timer (the P we take below runs it).
+    let mut list = crate::netpoll::netpoll(delay);
+    crate::netpoll::LASTPOLL.store(crate::timer::nanotime().max(1), Ordering::SeqCst);
+    let pp = {
+        let mut sl = s.lock.lock();
+        pidleget(&mut sl, s)
+    };
+    match unsafe_p(pp) {
+        Some(p) => {
+            acquirep(mp, p);
+            let gp = list.pop_front()?;
+            injectglist(s, Some(p), list);
+            // SAFETY: the poller handed us gp.
+            unsafe { (*gp).set_status(G_RUNNABLE) };
+            Some((gp, false))
+        }
+        None => {
+            injectglist(s, None, list);
+            stopm(s, mp);
+            None
         }
     }
 }

@@ -339,12 +339,12 @@ static SEMTABLE: [SemaRoot; SEMTAB_SIZE] = [const { SemaRoot::new() }; SEMTAB_SI
 /// A counting semaphore whose waiters park (Go's `sema.go`): the count
 /// lives in the object, the waiters in the global table, keyed by the
 /// count's address.
-struct Sema {
+pub(crate) struct Sema {
     count: AtomicU32,
 }
 
 impl Sema {
-    const fn new() -> Sema {
+    pub(crate) const fn new() -> Sema {
         Sema {
             count: AtomicU32::new(0),
         }
@@ -375,7 +375,7 @@ impl Sema {
     /// Takes a token, parking until one is available. `lifo` queues at the
     /// head (a mutex waiter that already waited once).
     #[inline(never)]
-    fn acquire(&self, lifo: bool, reason: WaitReason) {
+    pub(crate) fn acquire(&self, lifo: bool, reason: WaitReason) {
         if self.try_acquire() {
             return;
         }
@@ -413,7 +413,7 @@ impl Sema {
     /// the token goes to that waiter directly and the caller yields its P
     /// to it.
     #[inline(never)]
-    fn release(&self, handoff: bool) {
+    pub(crate) fn release(&self, handoff: bool) {
         self.count.fetch_add(1, Ordering::SeqCst);
         let root = self.root();
         if root.nwait.load(Ordering::SeqCst) == 0 {

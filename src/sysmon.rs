@@ -7,6 +7,7 @@
 //!   system call for more than one sysmon round is taken back (CAS
 //!   `P_SYSCALL` → `P_IDLE`) and handed to another M if it has work or no
 //!   P is idle, and always after 10ms;
+//! - **polls the network** (without blocking) when nobody did for 10ms;
 //! - runs the **periodic duties**: the stack scavenger and the maintenance
 //!   goroutine (Go's forced GC slot);
 //! - prints **schedtrace** when `GORT_DEBUG=schedtrace=MS` asks.
@@ -31,6 +32,8 @@ const MIN_DELAY: Duration = Duration::from_micros(20);
 const MAX_DELAY: Duration = Duration::from_millis(10);
 /// A syscall longer than this always loses its P.
 const SYSCALL_HANDOFF_ALWAYS: Duration = Duration::from_millis(10);
+/// sysmon polls the network when nobody did for this long.
+const NETPOLL_EVERY: Duration = Duration::from_millis(10);
 /// How often sysmon looks for idle stacks to scavenge.
 const SCAVENGE_CHECK: Duration = Duration::from_secs(1);
 
@@ -67,6 +70,8 @@ static WAKE_AT: AtomicU64 = AtomicU64::new(0);
 
 /// A timer due at `when` was added: wake sysmon if it would sleep past it.
 pub(crate) fn timer_added(when: u64) {
+    // An M blocked in the netpoller also sleeps until a timer.
+    crate::netpoll::timer_added(when);
     if when < WAKE_AT.load(Ordering::SeqCst) {
         let s = crate::sched::sched();
         WAKE_AT.store(0, Ordering::SeqCst);
@@ -203,6 +208,25 @@ fn sysmon(s: &'static Sched) -> ! {
         {
             crate::sched::startm(s, std::ptr::null_mut(), true);
             idle = 0;
+        }
+
+        // The network, if nobody polled it for NETPOLL_EVERY (every P
+        // busy with long runners): what is ready goes to the global queue.
+        if crate::netpoll::inited() {
+            let last = crate::netpoll::LASTPOLL.load(Ordering::SeqCst);
+            let now_ns = crate::timer::nanotime();
+            if last != 0
+                && now_ns.saturating_sub(last) > NETPOLL_EVERY.as_nanos() as u64
+                && crate::netpoll::LASTPOLL
+                    .compare_exchange(last, now_ns.max(1), Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                let list = crate::netpoll::netpoll(Some(Duration::ZERO));
+                if list.len() > 0 {
+                    crate::sched::injectglist(s, None, list);
+                    idle = 0;
+                }
+            }
         }
 
         let now = Instant::now();
