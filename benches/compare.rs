@@ -36,6 +36,11 @@
 //! - `timers_after` / `timers_sleep`: `n` goroutines each wait 1–10ms
 //!   (`time::after(d).recv()` / `time::sleep(d)`), all joined; ns/op =
 //!   elapsed / n.
+//! - `tcp_echo`: an echo server on 127.0.0.1 (one goroutine per
+//!   connection) and `TCP_ECHO_CLIENTS` client goroutines, each doing `n`
+//!   round trips of `TCP_ECHO_MSG` bytes (write, then read the echo in
+//!   full), `TCP_NODELAY` on both ends (Go's default); connecting is
+//!   included. ns/op = elapsed / (clients × n), per round trip.
 //!
 //! # Scheduling-latency workloads
 //!
@@ -166,6 +171,12 @@ const WORKLOADS: &[Workload] = &[
         default_n: 100_000,
         smoke_n: 1000,
         kind: Kind::Throughput(timers_sleep),
+    },
+    Workload {
+        name: "tcp_echo",
+        default_n: 20_000,
+        smoke_n: 50,
+        kind: Kind::Throughput(tcp_echo),
     },
 ];
 
@@ -683,4 +694,56 @@ fn timers_sleep(n: u64) -> (Duration, u64) {
         h.join().expect("goroutine panicked");
     }
     (start.elapsed(), n)
+}
+
+/// Client goroutines in `tcp_echo`.
+const TCP_ECHO_CLIENTS: u64 = 64;
+/// Bytes per message in `tcp_echo`.
+const TCP_ECHO_MSG: usize = 64;
+
+/// Runs on the main goroutine. `tcp_echo`: see the module docs.
+fn tcp_echo(n: u64) -> (Duration, u64) {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    let listener =
+        std::sync::Arc::new(gort::net::TcpListener::bind("127.0.0.1:0").expect("tcp_echo: bind"));
+    let addr = listener.local_addr().expect("tcp_echo: local_addr");
+    let l = listener.clone();
+    let server = gort::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { break };
+            c.set_nodelay(true).expect("tcp_echo: nodelay");
+            gort::spawn(move || {
+                let mut buf = [0u8; TCP_ECHO_MSG];
+                while c.read_exact(&mut buf).is_ok() {
+                    if c.write_all(&buf).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let clients: Vec<_> = (0..TCP_ECHO_CLIENTS)
+        .map(|id| {
+            gort::spawn(move || {
+                let mut c = gort::net::TcpStream::connect(addr).expect("tcp_echo: connect");
+                c.set_nodelay(true).expect("tcp_echo: nodelay");
+                let mut msg = [id as u8; TCP_ECHO_MSG];
+                let mut back = [0u8; TCP_ECHO_MSG];
+                for i in 0..n {
+                    msg[0] = i as u8;
+                    c.write_all(&msg).expect("tcp_echo: write");
+                    c.read_exact(&mut back).expect("tcp_echo: read");
+                    assert!(back == msg, "tcp_echo: wrong echo");
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("tcp_echo: client panicked");
+    }
+    let elapsed = start.elapsed();
+    listener.close().expect("tcp_echo: close");
+    server.join().expect("tcp_echo: server panicked");
+    (elapsed, TCP_ECHO_CLIENTS * n)
 }

@@ -46,6 +46,7 @@ ROWS=(
     "chan_buffered 2 n=2000000"
     "timers_after 2 n=100000"
     "timers_sleep 2 n=100000"
+    "tcp_echo 2 n=20000" # 64 clients x n round trips of 64 bytes
 )
 
 # Table 2, one run per row: workload, procs, gort's slice in µs (10000 is
