@@ -541,3 +541,37 @@ fn connect_timeout_connects_and_rejects_zero() {
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
     });
 }
+
+#[test]
+fn write_timeout_when_the_peer_stops_reading() {
+    bounded(|| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let _peer = l.accept().unwrap(); // never reads
+        c.set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let chunk = [0u8; 64 * 1024];
+        let mut total = 0usize;
+        let e = loop {
+            match c.write(&chunk) {
+                Ok(n) => total += n,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        assert!(total > 0);
+    });
+}
+
+#[test]
+fn closing_an_io_fd_wakes_its_blocked_reader() {
+    bounded(|| {
+        let (r, _w) = std::io::pipe().unwrap();
+        let r = Arc::new(gort::io::Fd::new(r).unwrap());
+        let r2 = r.clone();
+        let reader = gort::spawn(move || r2.read(&mut [0u8; 4]).unwrap_err());
+        gort::time::sleep(Duration::from_millis(50));
+        r.close().unwrap();
+        assert_eq!(reader.join().unwrap().kind(), ErrorKind::NotConnected);
+    });
+}
