@@ -195,11 +195,6 @@ impl GList {
         self.len += 1;
     }
 
-    /// The first G (null if empty).
-    pub(crate) fn front(&self) -> *mut G {
-        self.head
-    }
-
     pub(crate) fn pop_front(&mut self) -> Option<*mut G> {
         if self.head.is_null() {
             return None;

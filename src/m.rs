@@ -90,9 +90,6 @@ pub(crate) struct M {
     pub(crate) lockedg: AtomicPtr<G>,
     /// The P held before entering a syscall.
     pub(crate) oldp: Cell<*mut P>,
-    /// The G this M just preempted onto the global queue (for the next
-    /// `find_runnable` only; never dereferenced).
-    pub(crate) preempted: Cell<*mut G>,
 }
 
 // SAFETY: Cell fields are touched only by the M's own thread (the docs of
@@ -121,7 +118,6 @@ impl M {
             signal_pending: AtomicBool::new(false),
             lockedg: AtomicPtr::new(std::ptr::null_mut()),
             oldp: Cell::new(std::ptr::null_mut()),
-            preempted: Cell::new(std::ptr::null_mut()),
         }
     }
 

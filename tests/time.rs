@@ -145,7 +145,10 @@ fn timer_reset_moves_the_deadline() {
 #[test]
 fn timers_fire_in_deadline_order() {
     let order = bounded(false, || {
-        let (tx, rx) = gort::chan::channel::<u64>(8);
+        // Each timer's value is the instant it fired: ordering by that
+        // tests the heaps, not how soon each woken goroutine got a CPU
+        // (on a loaded machine that can take longer than the 10ms gaps).
+        let (tx, rx) = gort::chan::channel::<(Instant, u64)>(8);
         let timers: Vec<(u64, Timer)> = [50u64, 10, 40, 20, 30, 60]
             .into_iter()
             .map(|d| (d, Timer::new(ms(d))))
@@ -155,17 +158,18 @@ fn timers_fire_in_deadline_order() {
             .map(|(d, t)| {
                 let tx = tx.clone();
                 gort::spawn(move || {
-                    t.channel().recv().unwrap();
-                    tx.send(d).unwrap();
+                    let fired = t.channel().recv().unwrap();
+                    tx.send((fired, d)).unwrap();
                 })
             })
             .collect();
         drop(tx);
-        let order: Vec<u64> = rx.iter().collect();
+        let mut fired: Vec<(Instant, u64)> = rx.iter().collect();
         for h in hs {
             h.join().unwrap();
         }
-        order
+        fired.sort();
+        fired.into_iter().map(|(_, d)| d).collect::<Vec<u64>>()
     });
     assert_eq!(order, vec![10, 20, 30, 40, 50, 60]);
 }
@@ -235,8 +239,8 @@ fn ticker_drops_ticks_for_a_slow_receiver() {
 #[test]
 fn ticker_on_a_plain_thread() {
     bounded(true, || {
-        let tk = Ticker::new(ms(5));
         let t0 = Instant::now();
+        let tk = Ticker::new(ms(5));
         for _ in 0..3 {
             tk.channel().recv().unwrap();
         }
