@@ -301,3 +301,43 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         }
     }
 }
+
+/// Implements `AsRawFd` (from the `fd: NetFd` field), and `Read`/`Write`
+/// for the type and for a shared reference to it (several goroutines may
+/// share one socket), through the type's `read_fd`/`write_fd` methods.
+macro_rules! netfd_io_traits {
+    ($t:ty) => {
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.fd.raw()
+            }
+        }
+        impl std::io::Read for $t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.read_fd(buf)
+            }
+        }
+        impl std::io::Read for &$t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.read_fd(buf)
+            }
+        }
+        impl std::io::Write for $t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.write_fd(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl std::io::Write for &$t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.write_fd(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+pub(crate) use netfd_io_traits;

@@ -26,8 +26,8 @@
 
 use crate::fd::NetFd;
 use crate::netpoll::Mode;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// A file descriptor watched by the netpoller (see the module docs).
@@ -95,38 +95,13 @@ impl Fd {
     }
 }
 
-impl AsRawFd for Fd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.raw()
-    }
-}
-
-impl Read for Fd {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Fd {
+    fn read_fd(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.fd.read(buf)
     }
-}
-
-impl Read for &Fd {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.read(buf)
-    }
-}
-
-impl Write for Fd {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+    fn write_fd(&self, buf: &[u8]) -> io::Result<usize> {
         self.fd.write(buf)
     }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
-impl Write for &Fd {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.fd.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+crate::fd::netfd_io_traits!(Fd);

@@ -38,7 +38,7 @@
 
 use crate::fd::{cvt, cvt_int, NetFd};
 use crate::netpoll::Mode;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{
     Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, SocketAddrV4, SocketAddrV6, ToSocketAddrs,
 };
@@ -446,28 +446,14 @@ impl TcpStream {
     }
 }
 
-impl AsRawFd for TcpStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd.raw()
-    }
-}
-
-impl Read for TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.read(buf)
-    }
-}
-
-impl Read for &TcpStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.fd.read(buf)
-    }
-}
-
 impl TcpStream {
+    fn read_fd(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.fd.read(buf)
+    }
+
     /// `send(MSG_NOSIGNAL)`: a peer that is gone gives `BrokenPipe`, never
     /// a SIGPIPE, even where the program did not ignore that signal.
-    fn send(&self, buf: &[u8]) -> io::Result<usize> {
+    fn write_fd(&self, buf: &[u8]) -> io::Result<usize> {
         self.fd.io(Mode::Write, |fd| {
             // SAFETY: `buf` is readable.
             cvt(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) })
@@ -475,23 +461,7 @@ impl TcpStream {
     }
 }
 
-impl Write for TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.send(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Write for &TcpStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.send(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+crate::fd::netfd_io_traits!(TcpStream);
 
 // ---------------------------------------------------------------------------
 // UdpSocket.
