@@ -576,3 +576,42 @@ fn closing_an_io_fd_wakes_its_blocked_reader() {
         assert_eq!(reader.join().unwrap().kind(), ErrorKind::NotConnected);
     });
 }
+
+/// Every P busy with goroutines that never block: nobody runs out of work
+/// to poll the network, so sysmon's periodic poll must find the ready
+/// reader (and preemption must give it a turn).
+#[test]
+fn a_network_waiter_wakes_while_every_p_spins() {
+    start();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            gort::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n = n.wrapping_add(1);
+                }
+                n
+            })
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    gort::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut b = [0u8; 5];
+        s.read_exact(&mut b).unwrap();
+        tx.send(b).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"hello").unwrap();
+    let got = rx.recv_timeout(Duration::from_secs(20));
+    stop.store(true, Ordering::Relaxed);
+    for h in spinners {
+        h.join().unwrap();
+    }
+    assert_eq!(&got.expect("reader not woken while the Ps spin"), b"hello");
+}
