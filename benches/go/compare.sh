@@ -59,8 +59,8 @@ LATENCY_ROWS=(
     "lateness_syscall 2 100 n=300"   # for information: no target
     "fairness 1 10000 n=2000"
     "fairness 1 100 n=2000"
-    "handoff 1 10000 n=50"
-    "handoff 1 100 n=50"
+    "handoff 1 10000 n=200"
+    "handoff 1 100 n=200"
 )
 DEFAULT_SLICE_US=10000
 
