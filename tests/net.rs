@@ -615,3 +615,41 @@ fn a_network_waiter_wakes_while_every_p_spins() {
     }
     assert_eq!(&got.expect("reader not woken while the Ps spin"), b"hello");
 }
+
+/// gort::net works on plain threads of a program that never starts the
+/// runtime (std-like blocking), close included.
+#[test]
+#[ignore = "run by sockets_work_without_the_runtime in a child process"]
+fn child_no_runtime() {
+    let l = Arc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let addr = l.local_addr().unwrap();
+    let l2 = l.clone();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l2.accept().unwrap();
+        let mut b = [0u8; 3];
+        s.read_exact(&mut b).unwrap();
+        s.write_all(&b).unwrap();
+        // Blocks in accept until the main thread closes the listener.
+        l2.accept().map(|_| ()).unwrap_err().kind()
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"abc").unwrap();
+    let mut b = [0u8; 3];
+    c.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"abc");
+    std::thread::sleep(Duration::from_millis(100));
+    l.close().unwrap();
+    assert_eq!(server.join().unwrap(), ErrorKind::NotConnected);
+    assert_eq!(gort::stats().threads, 0, "the runtime was started");
+    println!("NO-RUNTIME-OK");
+}
+
+#[test]
+fn sockets_work_without_the_runtime() {
+    common::expect_child(
+        "child_no_runtime",
+        &[],
+        Duration::from_secs(60),
+        "NO-RUNTIME-OK",
+    );
+}
