@@ -187,7 +187,7 @@ fn report(s: &Sched, kind: Dead) {
     let text = format!("{head}\n\n{}", crate::trace::goroutine_dump(s));
     if s.config.on_deadlock == OnDeadlock::Abort {
         crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
-        std::process::exit(2);
+        crate::signal::exit_now(2);
     }
     let runs: Vec<Arc<RunWait>> = std::mem::take(&mut *RUNS.lock());
     for r in runs {

@@ -207,6 +207,17 @@ fn forward(
     }
 }
 
+/// Ends the process with `code` at once, as Go's fatal exits do: flushes
+/// Rust's stdout buffer, then `_exit`. Not `process::exit`: its atexit
+/// handlers and TLS teardown would run while other Ms still run goroutines,
+/// which can crash them (a dump that ended in a signal instead of code 2).
+pub(crate) fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().flush();
+    // SAFETY: _exit has no preconditions; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
 /// Writes to fd 2 without locking or allocating (async-signal-safe).
 pub(crate) fn write_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {

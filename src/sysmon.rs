@@ -206,7 +206,7 @@ fn sysmon(s: &'static Sched) -> ! {
             // Go's SIGQUIT: dump every goroutine, exit with code 2.
             let text = format!("SIGQUIT: quit\n\n{}", crate::trace::goroutine_dump(s));
             crate::signal::write_stderr(text.as_bytes());
-            std::process::exit(2);
+            crate::signal::exit_now(2);
         }
 
         // Every P idle: maybe a deadlock (confirmed after a grace period),
