@@ -120,11 +120,14 @@ fn main() {
             lat[lat.len() - 1]
         );
         let st = gort::stats();
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
         println!(
-            "{} goroutines served by {} OS threads on {} processors",
+            "{} goroutines served by {} OS thread{} on {} processor{}",
             2 * clients + 1,
             st.threads,
-            st.procs
+            plural(st.threads),
+            st.procs,
+            plural(st.procs)
         );
     });
 }
