@@ -238,6 +238,18 @@ impl NetFd {
         })
     }
 
+    /// A new `NetFd` for a duplicate of the fd (`F_DUPFD_CLOEXEC`), with
+    /// its own registration, locks and timeouts (std's `try_clone`). The
+    /// kernel object lives until both are closed; closing one does not
+    /// wake goroutines blocked on the other.
+    pub(crate) fn try_clone(&self) -> io::Result<NetFd> {
+        let dup = self.with(|fd| {
+            // SAFETY: duplicates our open fd into a new descriptor.
+            cvt_int(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) })
+        })?;
+        NetFd::new(dup)
+    }
+
     /// Runs `f` with the fd while holding a reference (for getsockopt and
     /// the like, which never block).
     pub(crate) fn with<T>(&self, f: impl FnOnce(RawFd) -> io::Result<T>) -> io::Result<T> {

@@ -251,6 +251,14 @@ impl TcpListener {
         })
     }
 
+    /// Another handle to the same listening socket (see
+    /// [`TcpStream::try_clone`]).
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     /// Waits for a connection; parks the goroutine meanwhile.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         // SAFETY: plain data.
@@ -383,6 +391,17 @@ impl TcpStream {
         })
     }
 
+    /// Another handle to the same connection (a duplicated fd, as std's
+    /// `try_clone`), e.g. to read in one goroutine and write in another.
+    /// The connection stays open until every handle is closed; closing one
+    /// does not wake goroutines blocked on another (share one stream
+    /// through `Arc` for that: `&TcpStream` is `Read` and `Write` too).
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     /// The remote address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.fd.with(|fd| sock_name(fd, libc::getpeername))
@@ -479,6 +498,13 @@ impl UdpSocket {
             let fd = socket(a, libc::SOCK_DGRAM)?;
             bind(&fd, a)?;
             Ok(UdpSocket { fd })
+        })
+    }
+
+    /// Another handle to the same socket (see [`TcpStream::try_clone`]).
+    pub fn try_clone(&self) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            fd: self.fd.try_clone()?,
         })
     }
 

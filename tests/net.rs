@@ -653,3 +653,34 @@ fn sockets_work_without_the_runtime() {
         "NO-RUNTIME-OK",
     );
 }
+
+#[test]
+fn try_clone_splits_reading_and_writing_between_goroutines() {
+    bounded(|| {
+        let (l, addr) = echo_server();
+        let s = TcpStream::connect(addr).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let mut r = s;
+        let writer = gort::spawn(move || {
+            for i in 0..100 {
+                w.write_all(&pattern(i, 1000)).unwrap();
+            }
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        writer.join().unwrap();
+        let want: Vec<u8> = (0..100).flat_map(|i| pattern(i, 1000)).collect();
+        assert!(
+            got == want,
+            "echoed {} bytes, not the {} sent",
+            got.len(),
+            want.len()
+        );
+        // The clone is an independent handle: closing one leaves the other.
+        let c1 = l.try_clone().unwrap();
+        c1.close().unwrap();
+        assert!(l.local_addr().is_ok());
+        l.close().unwrap();
+    });
+}
