@@ -439,8 +439,12 @@ fn child_fd_count() {
     gort::Builder::new().procs(2).start().unwrap();
     // Warm up: the epoll fd and eventfd are created once.
     gort::run(|| drop(UdpSocket::bind("127.0.0.1:0").unwrap()));
-    // And the runtime's start-up (its code-map thread reads the
-    // executable) must be over: wait until the count holds still.
+    // And the runtime's start-up must be over: its code-map thread reads
+    // the executable (slow under qemu), then async preemption turns on.
+    let t0 = Instant::now();
+    while !gort::stats().async_preempt && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut before = open_fds();
     loop {
         std::thread::sleep(Duration::from_millis(200));

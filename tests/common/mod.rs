@@ -7,9 +7,22 @@ use std::time::{Duration, Instant};
 /// Re-runs this test binary with only `test` (an `#[ignore]`d child-mode
 /// test), with `env` set, and returns its output. The child is killed
 /// after `timeout`, so a hang fails the caller instead of blocking it.
+///
+/// `GORT_TEST_RUNNER` (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`, as
+/// tests/aarch64/run.sh sets it) runs the child through that command, for
+/// test binaries of another architecture.
 pub fn run_child(test: &str, env: &[(&str, &str)], timeout: Duration) -> Output {
     let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(exe);
+    let runner = std::env::var("GORT_TEST_RUNNER").unwrap_or_default();
+    let mut runner = runner.split_whitespace();
+    let mut cmd = match runner.next() {
+        Some(prog) => {
+            let mut c = Command::new(prog);
+            c.args(runner).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.args([
         "--exact",
         test,

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs gort's own integration tests built for aarch64, under qemu-user
+# (natively on an aarch64 host): the Rust side of the port — scheduler,
+# SIGURG preemption through asm/aarch64/preempt.S, channels, sync, timers,
+# the netpoller — not just the assembly harnesses of run.sh.
+#
+# Left out, as qemu-user cannot run them faithfully: the stack-overflow
+# reports (qemu accepts MADV_GUARD_INSTALL but installs no guard, so an
+# overflow is not caught at the guard), tests/unwind.rs (gdb and perf of
+# the host), tests/periodic.rs (RSS and idle-CPU measurements of the
+# emulator), tests/preempt_registers.rs (x86_64 registers).
+#
+# Needs the Rust target aarch64-unknown-linux-gnu (installed with rustup
+# if missing; skipped with a notice if that fails), aarch64-linux-gnu-gcc
+# as the linker and qemu-aarch64.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+
+target=aarch64-unknown-linux-gnu
+if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    if ! rustup target add "$target"; then
+        echo "notice: Rust target $target unavailable (rustup target add failed): aarch64 Rust tests skipped" >&2
+        exit 0
+    fi
+fi
+
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER="${AARCH64_CC:-aarch64-linux-gnu-gcc}"
+if [[ "$(uname -m)" != aarch64 ]]; then
+    qemu="${QEMU_AARCH64:-qemu-aarch64} -L /usr/aarch64-linux-gnu"
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$qemu"
+    # tests/common::run_child starts child processes through it too.
+    export GORT_TEST_RUNNER="$qemu"
+fi
+
+tests=(goroutines procs chan sync time timers net deadlock preempt_async preempt_std)
+args=()
+for t in "${tests[@]}"; do args+=(--test "$t"); done
+cargo test --target "$target" "${args[@]}" -- \
+    --skip stack_overflow_is_reported --skip overflow_is_reported_by_the_check
