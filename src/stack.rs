@@ -20,9 +20,11 @@
 //! two of the 65,530 mappings a default Linux allows a process — not enough
 //! for 100,000 goroutines. On Linux 6.13+ `madvise(MADV_GUARD_INSTALL)`
 //! installs guard pages inside one mapping without splitting it, so a whole
-//! region stays one mapping. On older kernels (EINVAL) we fall back to
-//! `mprotect(PROT_NONE)`, which works but limits live goroutines to about
-//! 30,000 per process with the default `max_map_count` (README says so).
+//! region stays one mapping. On older kernels (EINVAL), or where the
+//! advice is accepted but has no effect (qemu-user; probed once, see
+//! `light_guards_work`), we fall back to `mprotect(PROT_NONE)`, which works
+//! but limits live goroutines to about 30,000 per process with the default
+//! `max_map_count` (README says so).
 //!
 //! Stacks never shrink back to the kernel here; the scavenger returns the
 //! pages of long-idle pooled stacks with `MADV_DONTNEED`.
@@ -210,12 +212,33 @@ impl StackPool {
     }
 }
 
+/// Whether the first light guard really guards: some environments accept
+/// `MADV_GUARD_INSTALL` and do nothing (qemu-user treats unknown advice as
+/// a hint it may ignore), and then an overflow would run on into the next
+/// stack. Probed once, by asking the kernel to write into the guard page
+/// (`uname`): a real guard makes that fail with EFAULT. If it succeeds the
+/// page was plain memory (about to become an mprotect guard anyway).
+fn light_guards_work(addr: usize) -> bool {
+    static VERIFIED: AtomicBool = AtomicBool::new(false);
+    if VERIFIED.load(Ordering::Relaxed) {
+        return true;
+    }
+    const { assert!(std::mem::size_of::<libc::utsname>() <= GUARD_SIZE) };
+    // SAFETY: `addr` starts GUARD_SIZE bytes of our own mapping, large
+    // enough for a utsname; either the kernel refuses to write there
+    // (guarded) or it writes into memory nobody uses.
+    let r = unsafe { libc::uname(addr as *mut libc::utsname) };
+    let guarded = r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT);
+    VERIFIED.store(guarded, Ordering::Relaxed);
+    guarded
+}
+
 fn install_guard(addr: usize) {
     if LIGHT_GUARDS.load(Ordering::Relaxed) {
         // SAFETY: [addr, addr + GUARD_SIZE) lies in a region we just mapped
         // and nothing uses yet.
         let r = unsafe { libc::madvise(addr as *mut libc::c_void, GUARD_SIZE, MADV_GUARD_INSTALL) };
-        if r == 0 {
+        if r == 0 && light_guards_work(addr) {
             return;
         }
         LIGHT_GUARDS.store(false, Ordering::Relaxed);

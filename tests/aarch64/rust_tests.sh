@@ -4,11 +4,11 @@
 # SIGURG preemption through asm/aarch64/preempt.S, channels, sync, timers,
 # the netpoller — not just the assembly harnesses of run.sh.
 #
-# Left out, as qemu-user cannot run them faithfully: the stack-overflow
-# reports (qemu accepts MADV_GUARD_INSTALL but installs no guard, so an
-# overflow is not caught at the guard), tests/unwind.rs (gdb and perf of
-# the host), tests/periodic.rs (RSS and idle-CPU measurements of the
-# emulator), tests/preempt_registers.rs (x86_64 registers).
+# Left out, as qemu-user cannot run them faithfully: tests/unwind.rs (gdb
+# and perf of the host), tests/periodic.rs (RSS and idle-CPU measurements
+# of the emulator), tests/preempt_registers.rs (x86_64 registers). Stack
+# overflows are caught here through the mprotect guard fallback: qemu-user
+# accepts MADV_GUARD_INSTALL but installs no guard, which gort detects.
 #
 # Needs the Rust target aarch64-unknown-linux-gnu (installed with rustup
 # if missing; skipped with a notice if that fails), aarch64-linux-gnu-gcc
@@ -34,8 +34,7 @@ if [[ "$(uname -m)" != aarch64 ]]; then
     export GORT_TEST_RUNNER="$qemu"
 fi
 
-tests=(goroutines procs chan sync time timers net deadlock preempt_async preempt_std)
+tests=(goroutines procs misuse chan sync time timers net deadlock preempt_async preempt_std preemptible)
 args=()
 for t in "${tests[@]}"; do args+=(--test "$t"); done
-cargo test --target "$target" "${args[@]}" -- \
-    --skip stack_overflow_is_reported --skip overflow_is_reported_by_the_check
+cargo test --target "$target" "${args[@]}"
