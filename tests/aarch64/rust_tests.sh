@@ -8,7 +8,9 @@
 # and perf of the host), tests/periodic.rs (RSS and idle-CPU measurements
 # of the emulator), tests/preempt_registers.rs (x86_64 registers). Stack
 # overflows are caught here through the mprotect guard fallback: qemu-user
-# accepts MADV_GUARD_INSTALL but installs no guard, which gort detects.
+# accepts MADV_GUARD_INSTALL but installs no guard, which gort detects;
+# with mprotect guards a process holds about 30,000 live goroutines (README,
+# 'Defaults and limits'), so the 100,000-goroutine test is skipped.
 #
 # Needs the Rust target aarch64-unknown-linux-gnu (installed with rustup
 # if missing; skipped with a notice if that fails), aarch64-linux-gnu-gcc
@@ -37,4 +39,4 @@ fi
 tests=(goroutines procs misuse chan sync time timers net deadlock preempt_async preempt_std preemptible)
 args=()
 for t in "${tests[@]}"; do args+=(--test "$t"); done
-cargo test --target "$target" "${args[@]}"
+cargo test --target "$target" "${args[@]}" -- --skip hundred_thousand_goroutines_alive_at_once
