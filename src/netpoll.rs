@@ -233,7 +233,16 @@ pub(crate) fn open(fd: RawFd) -> io::Result<&'static PollDesc> {
     };
     // SAFETY: `fd` is the caller's open descriptor; `ev` is valid.
     if unsafe { libc::epoll_ctl(p.epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
-        let e = io::Error::last_os_error();
+        let mut e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EPERM) {
+            // epoll's way of saying "always ready": regular files and
+            // directories, whose reads block in the kernel instead.
+            e = io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this fd cannot be watched by the netpoller (a regular file or \
+                 directory?): use gort::syscall::blocking for its I/O",
+            );
+        }
         free_desc(pd);
         return Err(e);
     }

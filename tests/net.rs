@@ -377,7 +377,9 @@ fn io_fd_adapter_on_a_pipe_and_a_unix_socket() {
 
         // A regular file is refused with a clear error, not a hang.
         let f = std::fs::File::open("/proc/self/exe").unwrap();
-        assert!(gort::io::Fd::new(f).is_err());
+        let e = gort::io::Fd::new(f).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        assert!(e.to_string().contains("syscall::blocking"), "{e}");
     });
 }
 
