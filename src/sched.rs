@@ -795,6 +795,9 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
 /// idle P, queues what the poll woke globally and parks (stopm).
 /// `LASTPOLL` is 0 on entry (this M claimed the poller's seat).
 fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)> {
+    // Until the deadline is known, any new timer breaks the poll: one added
+    // between reading the earliest timer and publishing it is not missed.
+    crate::netpoll::set_poll_until(u64::MAX);
     let next = crate::timer::next_timer(s);
     crate::netpoll::set_poll_until(next);
     let now = crate::timer::nanotime();
