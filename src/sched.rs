@@ -817,6 +817,17 @@ fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)>
     match unsafe_p(pp) {
         Some(p) => {
             acquirep(mp, p);
+            if list.len() == 0 {
+                // Woken for a timer, maybe of another (idle) P: run every
+                // P's expired timers, as the last steal round would (this
+                // M may not be allowed to steal).
+                let now = crate::timer::nanotime();
+                for victim in s.allp.iter() {
+                    if victim.timers.timer0.load(Ordering::Relaxed) <= now {
+                        crate::timer::run_timers(&victim.timers, now);
+                    }
+                }
+            }
             let gp = list.pop_front()?;
             injectglist(s, Some(p), list);
             // SAFETY: the poller handed us gp.
