@@ -111,8 +111,15 @@ fn child_overflow() {
         recurse(n + 1) + buf[7] as u64
     }
     gort::run(|| {
-        let h = gort::spawn(|| recurse(0));
+        // The goroutine overflows only after its id is printed (with two
+        // Ps it could otherwise abort the process first).
+        let (go, wait) = gort::chan::channel::<()>(1);
+        let h = gort::spawn(move || {
+            wait.recv().unwrap();
+            recurse(0)
+        });
         println!("GOROUTINE {}", h.id());
+        go.send(()).unwrap();
         h.join().unwrap()
     });
 }
