@@ -544,7 +544,11 @@ fn child_overflow() {
         v => panic!("RECURSE must be preemptible or plain, not {v:?}"),
     };
     gort::run(move || {
+        // Overflow only after the id is printed (else, with two Ps, the
+        // abort can come first).
+        let (go, wait) = gort::chan::channel::<()>(1);
         let h = gort::spawn(move || {
+            wait.recv().unwrap();
             let top = 0u8;
             println!(
                 "TOP {:#x}",
@@ -555,6 +559,7 @@ fn child_overflow() {
         });
         println!("GOROUTINE {}", h.id());
         let _ = std::io::stdout().flush();
+        go.send(()).unwrap();
         h.join().unwrap()
     });
 }
