@@ -10,9 +10,9 @@ mod common;
 
 use gort::sync::{Condvar, Mutex, Once, RwLock, WaitGroup};
 use std::collections::VecDeque;
-use std::panic::{self, AssertUnwindSafe};
+use std::panic;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PROCS: usize = 2;
@@ -44,23 +44,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = panic::catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    wait_result(rx, limit)
-}
-
-fn wait_result<T>(rx: mpsc::Receiver<std::thread::Result<T>>, limit: Duration) -> T {
-    match rx.recv_timeout(limit) {
-        Ok(Ok(v)) => v,
-        Ok(Err(payload)) => panic::resume_unwind(payload),
-        Err(_) => panic!(
-            "test did not finish within {limit:?} (hung?); stats: {:?}",
-            gort::stats()
-        ),
-    }
+    common::on_thread_within(limit, f)
 }
 
 fn join_all<T>(hs: Vec<gort::JoinHandle<T>>) -> Vec<T> {

@@ -6,10 +6,10 @@
 //! test thread waits with a limit), and the timing tests run one at a time
 //! so one test's load does not delay another's timers.
 
+mod common;
+
 use gort::chan::{RecvTimeoutError, TryRecvError};
 use gort::time::{after, Ticker, Timer};
-use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -30,20 +30,10 @@ where
     T: Send + 'static,
 {
     let _serial = start();
-    let (tx, rx) = mpsc::channel();
-    let job = move || {
-        let r = panic::catch_unwind(AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    };
     if on_thread {
-        std::thread::spawn(job);
+        common::on_thread_within(LIMIT, f)
     } else {
-        gort::spawn(job);
-    }
-    match rx.recv_timeout(LIMIT) {
-        Ok(Ok(v)) => v,
-        Ok(Err(p)) => panic::resume_unwind(p),
-        Err(_) => panic!("test did not finish within {LIMIT:?}"),
+        common::on_goroutine_within(LIMIT, f)
     }
 }
 

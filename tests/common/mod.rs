@@ -87,10 +87,32 @@ where
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
         let _ = tx.send(r);
     });
+    result_within(rx, limit)
+}
+
+/// `on_goroutine_within` for a plain thread.
+pub fn on_thread_within<T, F>(limit: Duration, f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r);
+    });
+    result_within(rx, limit)
+}
+
+/// The result sent on `rx` within `limit`: its value, or its panic resumed.
+fn result_within<T>(rx: std::sync::mpsc::Receiver<std::thread::Result<T>>, limit: Duration) -> T {
     match rx.recv_timeout(limit) {
         Ok(Ok(v)) => v,
         Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => panic!("test did not finish within {limit:?}"),
+        Err(_) => panic!(
+            "test did not finish within {limit:?} (hung?); stats: {:?}",
+            gort::stats()
+        ),
     }
 }
 
