@@ -86,12 +86,11 @@ fn sleeper_keeps_waking_while_every_p_spins() {
 fn procs1_blocking_syscall_lets_others_run() {
     // In a child with one P: a goroutine sits 300ms in syscall::blocking;
     // the others must run meanwhile (sysmon hands the P off).
-    let out = common::run_child("child_syscall_handoff", &[], Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("HANDOFF OK"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::expect_child(
+        "child_syscall_handoff",
+        &[],
+        Duration::from_secs(60),
+        "HANDOFF OK",
     );
 }
 
