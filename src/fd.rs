@@ -84,21 +84,18 @@ impl NetFd {
     }
 
     fn incref(&self) -> io::Result<FdRef<'_>> {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            if cur & CLOSED != 0 {
-                return Err(netpoll::closed_error());
-            }
-            match self.state.compare_exchange_weak(
-                cur,
-                cur + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Ok(FdRef(self)),
-                Err(now) => cur = now,
-            }
-        }
+        self.add_ref(0)?;
+        Ok(FdRef(self))
+    }
+
+    /// Takes a reference and sets `bits`, unless the fd is closed already.
+    fn add_ref(&self, bits: u64) -> io::Result<()> {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (cur & CLOSED == 0).then_some((cur + 1) | bits)
+            })
+            .map(drop)
+            .map_err(|_| netpoll::closed_error())
     }
 
     fn decref(&self) {
@@ -121,23 +118,9 @@ impl NetFd {
     /// Go's `Close`: a listener's port is free when it returns). A second
     /// close fails.
     pub(crate) fn close(&self) -> io::Result<()> {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            if cur & CLOSED != 0 {
-                return Err(netpoll::closed_error());
-            }
-            // Take a reference as we close, dropped below: so exactly one
-            // decref sees the count reach zero.
-            match self.state.compare_exchange_weak(
-                cur,
-                (cur + 1) | CLOSED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
+        // Take a reference as we close, dropped below: so exactly one
+        // decref sees the count reach zero.
+        self.add_ref(CLOSED)?;
         netpoll::evict(self.pd);
         self.decref();
         self.csema.acquire(false, crate::g::WaitReason::IoWait);
