@@ -391,7 +391,7 @@ pub(crate) fn wait(pd: &'static PollDesc, mode: Mode, deadline: Option<Instant>)
     // after its retry fails. WAIT (cancelled park that found WAIT) cannot
     // happen: only the commit above moves WAIT.
     let _ = sema.swap(NONE, Ordering::AcqRel);
-    if let Some((p, _)) = armed {
+    if let Some(p) = armed {
         pd.timer_seq(mode).fetch_add(1, Ordering::AcqRel);
         crate::timer::stopped(p);
     }
@@ -422,13 +422,11 @@ impl TimerTask for Deadline {
     }
 }
 
-/// Arms the deadline timer of a wait; returns the P whose heap holds it
-/// and its arming number.
-fn arm_deadline(pd: &'static PollDesc, mode: Mode, deadline: Instant) -> (usize, u64) {
+/// Arms the deadline timer of a wait; returns the P whose heap holds it.
+fn arm_deadline(pd: &'static PollDesc, mode: Mode, deadline: Instant) -> usize {
     let seq = pd.timer_seq(mode).fetch_add(1, Ordering::AcqRel) + 1;
     let when = crate::timer::when_after(deadline.saturating_duration_since(Instant::now()));
-    let p = crate::timer::add_task(when, Arc::new(Deadline { pd, mode }), seq);
-    (p, seq)
+    crate::timer::add_task(when, Arc::new(Deadline { pd, mode }), seq)
 }
 
 /// Makes the goroutines in `list` (woken by the netpoller, a close or a

@@ -711,11 +711,8 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
         // The network, without blocking, if someone waits on it and no M
         // is blocked polling already (Go polls here before stealing too).
         if crate::netpoll::waiters() > 0 && crate::netpoll::LASTPOLL.load(Ordering::Relaxed) != 0 {
-            let mut list = crate::netpoll::netpoll(Some(std::time::Duration::ZERO));
-            if let Some(gp) = list.pop_front() {
-                injectglist(s, Some(pp), list);
-                // SAFETY: the poller handed us gp.
-                unsafe { (*gp).set_status(G_RUNNABLE) };
+            let list = crate::netpoll::netpoll(Some(std::time::Duration::ZERO));
+            if let Some(gp) = run_first_inject_rest(s, pp, list) {
                 return (gp, false);
             }
         }
@@ -808,7 +805,7 @@ fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)>
     };
     // A delay of zero would make a non-blocking poll: fine for an overdue
     // timer (the P we take below runs it).
-    let mut list = crate::netpoll::netpoll(delay);
+    let list = crate::netpoll::netpoll(delay);
     crate::netpoll::LASTPOLL.store(crate::timer::nanotime().max(1), Ordering::SeqCst);
     let pp = {
         let mut sl = s.lock.lock();
@@ -828,11 +825,7 @@ fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)>
                     }
                 }
             }
-            let gp = list.pop_front()?;
-            injectglist(s, Some(p), list);
-            // SAFETY: the poller handed us gp.
-            unsafe { (*gp).set_status(G_RUNNABLE) };
-            Some((gp, false))
+            run_first_inject_rest(s, p, list).map(|gp| (gp, false))
         }
         None => {
             injectglist(s, None, list);
@@ -840,6 +833,16 @@ fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)>
             None
         }
     }
+}
+
+/// Of the goroutines a poll woke, returns the first for this M (holding
+/// `pp`) to run now and queues the rest (Go's findRunnable does the same).
+fn run_first_inject_rest(s: &'static Sched, pp: &P, mut list: GList) -> Option<*mut G> {
+    let gp = list.pop_front()?;
+    injectglist(s, Some(pp), list);
+    // SAFETY: the poller handed us gp; nobody else readies it.
+    unsafe { (*gp).set_status(G_RUNNABLE) };
+    Some(gp)
 }
 
 /// `stopm`, but wake up by `deadline` (nanotime) at the latest, then take
