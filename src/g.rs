@@ -117,6 +117,10 @@ pub(crate) struct G {
     /// When the G last parked (nanotime; owner writes before parking,
     /// dumps read it racily).
     pub(crate) wait_since: AtomicU64,
+    /// The vector state of the G while it is async-preempted (x86_64; the
+    /// preemption trampoline's caller moves it here from the M's save area
+    /// and back). Grow-only, reused (owner).
+    pub(crate) vector_save: UnsafeCell<Vec<u8>>,
 }
 
 // SAFETY: a G is handed between threads only through the scheduler's queues
@@ -142,6 +146,7 @@ impl G {
             lockedm: AtomicPtr::new(std::ptr::null_mut()),
             locked: Cell::new(0),
             wait_since: AtomicU64::new(0),
+            vector_save: UnsafeCell::new(Vec::new()),
         }
     }
 

@@ -194,26 +194,54 @@ pub(crate) fn is_async_safe_point(g: &G, pc: usize, sp: usize) -> bool {
 }
 
 /// Called by the trampoline on the goroutine's stack with every register of
-/// the interrupted code saved. Yields if the goroutine's frames allow it.
+/// the interrupted code saved (x86_64: the vector state in `area`, this
+/// M's save area; aarch64: null, the state is in the copied signal frame).
+/// Yields if the goroutine's frames allow it. Returns the area the
+/// trampoline restores the vector state from: `area` itself if the
+/// goroutine did not yield, else the area of the M it resumed on.
 #[no_mangle]
-extern "C" fn gort_async_preempt2() {
+extern "C" fn gort_async_preempt2(area: *mut u8) -> *mut u8 {
     let locked = LockedM::acquire();
-    let Some(lm) = locked.as_ref() else { return };
+    let Some(lm) = locked.as_ref() else {
+        return area;
+    };
     let mp = lm.m();
     let gp = mp.curg();
     if gp.is_null() {
-        return;
+        return area;
     }
     // SAFETY: the running G is alive.
     let g = unsafe { &*gp };
     let ok = g.preempt.load(Ordering::Acquire)
         && g.preempt_off.get() == 0
         && crate::symbols::stack_is_preemptible();
-    drop(locked);
-    if ok {
-        ASYNC.fetch_add(1, Ordering::Relaxed);
-        gopreempt();
-    } else {
+    if !ok {
         REJECTED.fetch_add(1, Ordering::Relaxed);
+        return area;
     }
+    // SAFETY: vector_save is the running G's own (owner field); `area`
+    // holds its state, saved by the trampoline just now.
+    let save = unsafe { &mut *g.vector_save.get() };
+    // SAFETY: as above.
+    unsafe { arch::stash_vector_state(area, save) };
+    // errno is per thread in glibc: the interrupted code may be between a
+    // failing call and its read of errno, and may resume on another M.
+    let errno = errno();
+    drop(locked);
+    ASYNC.fetch_add(1, Ordering::Relaxed);
+    gopreempt();
+    set_errno(errno);
+    arch::unstash_vector_state(save)
+}
+
+/// The calling thread's errno.
+fn errno() -> libc::c_int {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Sets the calling thread's errno.
+fn set_errno(e: libc::c_int) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
 }

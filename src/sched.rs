@@ -460,6 +460,7 @@ fn minit(s: &Sched, mp: &'static M) {
     let tid = unsafe { libc::gettid() };
     mp.procid.store(tid, Ordering::Release);
     mp.stackguard_slot.set(arch::stackguard_slot());
+    arch::minit_preempt();
     // An idle M may sleep until the next timer (stopm_until): keep the
     // kernel's default 50µs timer slack from delaying it.
     // SAFETY: PR_SET_TIMERSLACK only affects this thread's timed waits.

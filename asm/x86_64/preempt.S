@@ -19,14 +19,23 @@
  *     rbp       ->  interrupted rbp   / frame-pointer walk goes through us
  *     rbp - 8   ->  rflags
  *     rbp - 16  ->  rax, then rbx, rcx, rdx, rsi, rdi, r8 ... r15 (rbp - 120)
- *     below     ->  64-byte aligned XSAVE area (gort_xsave_size bytes), or
- *                   FXSAVE (512 bytes) on CPUs without OSXSAVE
+ *     below     ->  at most 15 bytes of padding to 16-align the call
+ *
+ * The vector, x87 and MXCSR state does not go on the goroutine stack (with
+ * AVX-512 and AMX it is 11 KiB, more than a small goroutine stack has and
+ * more than perf's 8 KiB stack snapshot can unwind through): it is saved
+ * (XSAVE, or FXSAVE on CPUs without OSXSAVE) into this M's save area, the
+ * TLS word gort_tls_xsave_area, and gort_async_preempt2 moves it to the
+ * goroutine if it yields. About 280 bytes of goroutine stack in all.
  *
  * Contract:
- * In:    as above; the handler checked there is room on the goroutine stack.
- * Calls: gort_async_preempt2() with rsp 16-aligned and DF clear. It returns
+ * In:    as above; the handler checked there is room on the goroutine stack
+ *        and that gort_tls_xsave_area is set on this thread.
+ * Calls: gort_async_preempt2(area) with rdi = the M's save area holding the
+ *        interrupted vector state, rsp 16-aligned and DF clear. It returns
  *        when the goroutine may go on (maybe on another thread, maybe after
- *        other goroutines ran on this one).
+ *        other goroutines ran on this one), with rax = the save area to
+ *        restore the vector state from (the current M's, holding a copy).
  * Out:   every general-purpose register, rflags and the full vector/x87
  *        state (XRSTOR) are as they were when interrupted; `ret $128` pops
  *        the interrupted rip and moves rsp back over the red-zone gap, so
@@ -78,37 +87,40 @@ FUNC_BEGIN(gort_async_preempt)
     pushq %r15
     .cfi_offset %r15, -264
 
-    /* Vector, x87 and MXCSR state: XSAVE needs a 64-aligned area whose
-     * 64-byte header (at +512) starts zeroed. */
-    andq $-64, %rsp
-    subq gort_xsave_size(%rip), %rsp
+    /* Vector, x87 and MXCSR state into the M's save area (64-aligned;
+     * XSAVE leaves the header's bytes past XSTATE_BV alone, and they must
+     * be zero for XRSTOR: zero them). rbx holds the area, saved above. */
+    movq gort_tls_xsave_area@GOTTPOFF(%rip), %rbx
+    movq %fs:(%rbx), %rbx
+    andq $-16, %rsp
     xorl %eax, %eax
-    movq %rax, 512(%rsp)
-    movq %rax, 520(%rsp)
-    movq %rax, 528(%rsp)
-    movq %rax, 536(%rsp)
-    movq %rax, 544(%rsp)
-    movq %rax, 552(%rsp)
-    movq %rax, 560(%rsp)
-    movq %rax, 568(%rsp)
+    movq %rax, 520(%rbx)
+    movq %rax, 528(%rbx)
+    movq %rax, 536(%rbx)
+    movq %rax, 544(%rbx)
+    movq %rax, 552(%rbx)
+    movq %rax, 560(%rbx)
+    movq %rax, 568(%rbx)
     cmpb $0, gort_use_xsave(%rip)
     je 1f
     movl $-1, %eax                   /* every component XCR0 enables */
     movl $-1, %edx
-    xsave64 (%rsp)
+    xsave64 (%rbx)
     jmp 2f
-1:  fxsave64 (%rsp)
+1:  fxsave64 (%rbx)
 2:
     cld                              /* the ABI wants DF = 0 at calls */
-    call gort_async_preempt2
+    movq %rbx, %rdi
+    call gort_async_preempt2         /* rax = the area to restore from */
 
     cmpb $0, gort_use_xsave(%rip)
     je 3f
+    movq %rax, %rcx
     movl $-1, %eax
     movl $-1, %edx
-    xrstor64 (%rsp)
+    xrstor64 (%rcx)
     jmp 4f
-3:  fxrstor64 (%rsp)
+3:  fxrstor64 (%rax)
 4:
     leaq -120(%rbp), %rsp            /* back to the saved GPRs (15 words) */
     popq %r15

@@ -21,6 +21,19 @@
 gort_tls_stackguard:
     .zero 8
 
+/* gort_tls_xsave_area: this M's vector-state save area (64-aligned,
+ * gort_xsave_size bytes, header zeroed), where the preemption trampoline
+ * saves the interrupted goroutine's XSAVE state instead of on the
+ * goroutine's stack. Set by minit on every M; 0 elsewhere (no goroutine is
+ * ever preempted there). */
+    .globl gort_tls_xsave_area
+    .hidden gort_tls_xsave_area
+    .type gort_tls_xsave_area, @object
+    .size gort_tls_xsave_area, 8
+    .p2align 3
+gort_tls_xsave_area:
+    .zero 8
+
 /* Settings the preemption trampoline reads (written once at start-up by
  * arch::init_cpu_features, before any preemption signal is sent). */
     .data

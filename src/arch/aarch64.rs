@@ -165,6 +165,21 @@ pub(crate) fn stackguard_slot() -> *mut usize {
 /// kernel saved.
 pub(crate) fn init_cpu_features() {}
 
+/// Nothing to set up: the vector state travels in the copied signal frame.
+pub(crate) fn minit_preempt() {}
+
+/// Nothing to move: the vector state is in the copied signal frame on the
+/// goroutine's stack (the trampoline passes a null area).
+///
+/// # Safety
+/// No requirement on aarch64 (x86_64 needs the trampoline's area).
+pub(crate) unsafe fn stash_vector_state(_area: *mut u8, _save: &mut Vec<u8>) {}
+
+/// Nothing to restore from: the trampoline ignores the result.
+pub(crate) fn unstash_vector_state(_save: &[u8]) -> *mut u8 {
+    std::ptr::null_mut()
+}
+
 /// The interrupted pc and sp of a signal context.
 ///
 /// # Safety

@@ -67,9 +67,9 @@ pub(crate) unsafe fn init_stack(top: usize, entry: EntryFn, arg: *mut u8) -> usi
 use std::arch::asm;
 
 /// Bytes the trampoline needs below the interrupted stack pointer: the
-/// red-zone gap and saved registers (~300), the XSAVE area (up to ~11 KiB
-/// with AMX tiles), and Rust frames of the preemption check including the
-/// DWARF unwinder (a few KiB). Generous on purpose.
+/// red-zone gap and saved registers (~300; the vector state goes to the
+/// M's save area, not the stack), and Rust frames of the preemption check
+/// including the DWARF unwinder (a few KiB). Generous on purpose.
 pub(crate) const ASYNC_PREEMPT_STACK_NEED: usize = 32 * 1024;
 
 extern "C" {
@@ -78,6 +78,21 @@ extern "C" {
     static mut gort_xsave_size: u64;
     static mut gort_use_xsave: u8;
 }
+
+/// XSAVE state components the CPU may have (bits of XCR0; AMX tile data
+/// is 18).
+const XSAVE_COMPONENTS: usize = 64;
+
+/// For each XSAVE state component i >= 2: the end of its slot in the
+/// standard-format area (offset + size, from CPUID leaf 0xD sub-leaf i);
+/// 0 for components the CPU does not have. Written once by
+/// `init_cpu_features`, read-only afterwards.
+static XSAVE_COMPONENT_END: std::sync::OnceLock<[u32; XSAVE_COMPONENTS]> =
+    std::sync::OnceLock::new();
+
+/// Size of the legacy FXSAVE region plus the XSAVE header: the least an
+/// XSAVE image holds.
+const XSAVE_MIN: usize = 576;
 
 /// The current stack pointer.
 #[inline(always)]
@@ -121,26 +136,137 @@ pub(crate) fn stackguard_slot() -> *mut usize {
     a as *mut usize
 }
 
-/// Reads the CPU's vector-state features for the trampoline (once, before
-/// any preemption signal).
+/// Reads the CPU's vector-state features for the trampoline. Idempotent;
+/// the first call (from the first M's `minit`, before any preemption
+/// signal can be sent) does the work.
 pub(crate) fn init_cpu_features() {
-    use std::arch::x86_64::{__cpuid, __cpuid_count};
-    let leaf1 = __cpuid(1);
-    let osxsave = leaf1.ecx & (1 << 27) != 0;
-    let (use_xsave, size) = if osxsave {
-        // Leaf 0xD exists when OSXSAVE is set. EBX of sub-leaf 0 is the
-        // XSAVE area size for the features enabled in XCR0.
-        let d = __cpuid_count(0xd, 0);
-        (1u8, (d.ebx as u64).max(576).div_ceil(64) * 64)
-    } else {
-        (0u8, 512)
-    };
-    // SAFETY: written before the first preemption signal can be sent (the
-    // caller, sysmon start-up, runs before any injection); read-only after.
-    unsafe {
-        gort_xsave_size = size;
-        gort_use_xsave = use_xsave;
+    XSAVE_COMPONENT_END.get_or_init(|| {
+        use std::arch::x86_64::{__cpuid, __cpuid_count};
+        let leaf1 = __cpuid(1);
+        let osxsave = leaf1.ecx & (1 << 27) != 0;
+        let mut ends = [0u32; XSAVE_COMPONENTS];
+        let (use_xsave, size) = if osxsave {
+            // Leaf 0xD exists when OSXSAVE is set. EBX of sub-leaf 0 is the
+            // XSAVE area size for the features enabled in XCR0; EAX/EDX of
+            // sub-leaf 0 the components the CPU supports; sub-leaf i gives
+            // component i's size (EAX) and standard-format offset (EBX).
+            let d = __cpuid_count(0xd, 0);
+            let supported = d.eax as u64 | (d.edx as u64) << 32;
+            for (i, end) in ends.iter_mut().enumerate().skip(2) {
+                if supported & (1 << i) != 0 {
+                    let c = __cpuid_count(0xd, i as u32);
+                    *end = c.ebx + c.eax;
+                }
+            }
+            (1u8, (d.ebx as u64).max(XSAVE_MIN as u64).div_ceil(64) * 64)
+        } else {
+            (0u8, 512)
+        };
+        // SAFETY: runs once (OnceLock), before any M has a save area and so
+        // before any preemption signal can be acted on; read-only after.
+        unsafe {
+            gort_xsave_size = size;
+            gort_use_xsave = use_xsave;
+        }
+        ends
+    });
+}
+
+/// Gives the calling thread (a new M) its vector-state save area, where
+/// the trampoline saves the state of a goroutine it interrupts.
+pub(crate) fn minit_preempt() {
+    init_cpu_features();
+    // SAFETY: written once above, read-only now.
+    let size = unsafe { gort_xsave_size } as usize;
+    let layout = std::alloc::Layout::from_size_align(size, 64).expect("XSAVE area layout");
+    // SAFETY: the layout has a non-zero size. Zeroed: the XSAVE header must
+    // be (the trampoline zeroes it again anyway).
+    let area = unsafe { std::alloc::alloc_zeroed(layout) };
+    if area.is_null() {
+        std::alloc::handle_alloc_error(layout);
     }
+    // SAFETY: initial-exec TLS write of a word defined in asm/x86_64/tls.S,
+    // on the thread that owns it; the area lives for the M's life (Ms never
+    // exit).
+    unsafe {
+        asm!(
+            "mov {t}, qword ptr [rip + gort_tls_xsave_area@GOTTPOFF]",
+            "mov qword ptr fs:[{t}], {a}",
+            t = out(reg) _,
+            a = in(reg) area,
+            options(nostack, preserves_flags),
+        )
+    };
+}
+
+/// This M's save area (null on threads that are not Ms).
+fn current_xsave_area() -> *mut u8 {
+    let a: *mut u8;
+    // SAFETY: initial-exec TLS read of a word defined in asm/x86_64/tls.S.
+    unsafe {
+        asm!(
+            "mov {a}, qword ptr [rip + gort_tls_xsave_area@GOTTPOFF]",
+            "mov {a}, qword ptr fs:[{a}]",
+            a = out(reg) a,
+            options(nostack, readonly, preserves_flags),
+        )
+    };
+    a
+}
+
+/// How many bytes of the save area `area` the state just saved there
+/// occupies: the legacy region and header, plus every component XSAVE
+/// marked in use (XSTATE_BV) — usually a few hundred bytes to 2.7 KiB, not
+/// the 11 KiB the area is sized for. Components not in use are restored
+/// to their initial state by XRSTOR without being read.
+///
+/// # Safety
+/// `area` must be an M's save area holding a state the trampoline saved.
+unsafe fn saved_state_len(area: *const u8) -> usize {
+    // SAFETY: written once by init_cpu_features, read-only now.
+    if unsafe { gort_use_xsave } == 0 {
+        return 512;
+    }
+    let ends = XSAVE_COMPONENT_END.get().expect("cpu features initialised");
+    // SAFETY: the caller guarantees an XSAVE image; XSTATE_BV is its
+    // 8-byte-aligned word at offset 512.
+    let in_use = unsafe { area.add(512).cast::<u64>().read() };
+    let mut len = XSAVE_MIN;
+    for (i, &end) in ends.iter().enumerate().skip(2) {
+        if in_use & (1 << i) != 0 {
+            len = len.max(end as usize);
+        }
+    }
+    len
+}
+
+/// Trampoline side, before the goroutine yields: moves the vector state
+/// the trampoline saved into `area` (this M's) to the goroutine's own
+/// buffer, so the M's area is free for the next goroutine it interrupts.
+///
+/// # Safety
+/// `area` must be the save area the trampoline passed, holding the state
+/// of the goroutine whose buffer `save` is.
+pub(crate) unsafe fn stash_vector_state(area: *mut u8, save: &mut Vec<u8>) {
+    // SAFETY: as the caller guarantees.
+    let len = unsafe { saved_state_len(area) };
+    save.clear();
+    // SAFETY: the area is at least gort_xsave_size >= len bytes.
+    save.extend_from_slice(unsafe { std::slice::from_raw_parts(area, len) });
+}
+
+/// Trampoline side, after the goroutine is resumed (maybe on another M):
+/// copies its vector state back into the current M's save area and
+/// returns that area for the trampoline to restore from.
+pub(crate) fn unstash_vector_state(save: &[u8]) -> *mut u8 {
+    let area = current_xsave_area();
+    // SAFETY: the M's area has room for any saved state (gort_xsave_size
+    // bytes) and does not overlap the goroutine's heap buffer. Nothing else
+    // uses the area until the trampoline has restored from it: a new
+    // preemption signal is refused while the pc is in gort's code or the
+    // trampoline.
+    unsafe { std::ptr::copy_nonoverlapping(save.as_ptr(), area, save.len()) };
+    area
 }
 
 /// The interrupted pc and sp of a signal context.
