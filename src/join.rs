@@ -75,6 +75,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    fn entry_name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+
     fn run(self: Arc<Self>) {
         // SAFETY: only the goroutine takes the closure, once.
         let f = unsafe { (*self.f.get()).take() };

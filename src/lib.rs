@@ -41,6 +41,7 @@ pub mod syscall;
 mod sysmon;
 mod timer;
 mod trace;
+mod traceback;
 
 /// Time: goroutine-aware sleeping, one-shot timers and tickers.
 pub mod time {
