@@ -128,6 +128,9 @@ pub(crate) struct G {
     pub(crate) entry_name: Cell<&'static str>,
     /// The goroutine that spawned this one (0: a plain thread).
     pub(crate) parent_id: AtomicU64,
+    /// The main goroutine of a `run`: its panic is printed by `run`
+    /// (owner; see panics.rs).
+    pub(crate) run_main: Cell<bool>,
 }
 
 // SAFETY: a G is handed between threads only through the scheduler's queues
@@ -156,6 +159,7 @@ impl G {
             vector_save: UnsafeCell::new(Vec::new()),
             entry_name: Cell::new(""),
             parent_id: AtomicU64::new(0),
+            run_main: Cell::new(false),
         }
     }
 

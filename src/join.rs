@@ -217,6 +217,7 @@ where
     let h = spawn_at(
         move || {
             let _done = done;
+            crate::panics::mark_run_main();
             f()
         },
         Location::caller(),
@@ -239,6 +240,7 @@ where
         panic!("{r}");
     }
     // The main goroutine ended; its result is (about to be) stored.
+    let main_id = h.id();
     match h.join() {
         Ok(v) => v,
         Err(payload) if payload.is::<Exit>() => {
@@ -256,7 +258,7 @@ where
             deadlock::unregister(&wait);
             panic!("{r}")
         }
-        Err(payload) => panic::resume_unwind(payload),
+        Err(payload) => crate::panics::rethrow(main_id, payload),
     }
 }
 

@@ -712,24 +712,42 @@ pub(crate) fn write_trace(out: &mut String, trace: &Trace) {
             return;
         }
     };
-    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut lines: Vec<(String, String, bool)> = Vec::new();
     {
         let mut sym = symbolizer().lock().unwrap_or_else(|e| e.into_inner());
         for &pc in frames.pcs() {
-            lines.extend(sym.lines(pc).iter().cloned());
+            let foreign = !sym.exe_range.contains(&pc);
+            lines.extend(
+                sym.lines(pc)
+                    .iter()
+                    .map(|(n, l)| (n.clone(), l.clone(), foreign)),
+            );
         }
     }
     if level() != Level::System {
-        // Hide gort's frames above the first user frame, and the entry glue
-        // (and gort) below the last one.
-        let first = lines.iter().position(|(n, _)| !is_runtime(n));
-        let last = lines.iter().rposition(|(n, _)| !is_entry_glue(n));
+        // Hide gort's frames above the first user frame — and the libc
+        // frames gort called (a dump's own tgkill) — and the entry glue
+        // (and gort) below the last user frame.
+        let top = lines
+            .iter()
+            .position(|(n, _, foreign)| !is_runtime(n) && !foreign)
+            .unwrap_or(lines.len());
+        let hide_top = lines[..top]
+            .iter()
+            .rposition(|(n, _, _)| is_runtime(n))
+            .map_or(0, |i| i + 1);
+        let first = lines
+            .iter()
+            .skip(hide_top)
+            .position(|(n, _, _)| !is_runtime(n))
+            .map(|i| i + hide_top);
+        let last = lines.iter().rposition(|(n, _, _)| !is_entry_glue(n));
         lines = match (first, last) {
             (Some(a), Some(b)) if a <= b => lines[a..=b].to_vec(),
             _ => Vec::new(),
         };
     }
-    for (name, loc) in &lines {
+    for (name, loc, _) in &lines {
         let _ = writeln!(out, "{name}(...)\n\t{loc}");
     }
     if frames.truncated {
@@ -761,7 +779,15 @@ pub(crate) fn write_created_by(out: &mut String, g: &G) {
             }
             c
         })
-        .filter(|c| !c.is_empty());
+        .filter(|c| !c.is_empty())
+        // The main goroutine of `run` (its wrapper closure is generic).
+        .map(|c| {
+            if c.starts_with("gort::join::run<") {
+                "gort::run"
+            } else {
+                c
+            }
+        });
     let by = match creator {
         Some(c) => format!("created by {c}"),
         None => "created".to_string(),

@@ -266,3 +266,73 @@ fn dump_of_many_goroutines_is_fast() {
     assert!(headers >= 10_000, "{headers} goroutines in the dump");
     assert!(ms < 10_000, "dumping 10,000 goroutines took {ms} ms");
 }
+
+// ---------------------------------------------------------------------------
+// Panics name their goroutine.
+
+#[test]
+#[ignore = "child process of goroutine_panic_names_the_goroutine"]
+fn child_goroutine_panic() {
+    let (id, err) = gort::run(|| {
+        let h = gort::spawn(|| -> u32 { panic!("boom {}", 7) });
+        let id = h.id();
+        (id, h.join().unwrap_err())
+    });
+    println!("ID={id} MESSAGE={}", gort::panic_message(&*err).unwrap());
+}
+
+#[test]
+fn goroutine_panic_names_the_goroutine() {
+    let out = common::run_child("child_goroutine_panic", &[], TIMEOUT);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let id: u64 = stdout
+        .lines()
+        .find_map(|l| l.find("ID=").map(|i| &l[i + 3..]))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no id: {stdout}"));
+    assert!(stdout.contains("MESSAGE=boom 7"), "{stdout}");
+    let want = format!("goroutine {id} panicked at tests/traceback.rs:");
+    assert!(
+        stderr.contains(&want) && stderr.contains("boom 7"),
+        "expected {want:?} in:\n{stderr}"
+    );
+    assert!(!stderr.contains("thread '<unnamed>'"), "{stderr}");
+}
+
+#[test]
+#[ignore = "child process of main_goroutine_panic_is_printed_once"]
+fn child_main_panic() {
+    gort::run(|| panic!("main {}", "failed"));
+}
+
+#[test]
+fn main_goroutine_panic_is_printed_once() {
+    let out = common::run_child("child_main_panic", &[], TIMEOUT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr.matches("main failed").count(),
+        1,
+        "the main goroutine's panic message once:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("goroutine 1 panicked at")
+            || stderr.contains("panicked at tests/traceback.rs"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn main_panic_payload_keeps_its_type() {
+    let err = std::panic::catch_unwind(|| gort::run(|| -> () { std::panic::panic_any(42u32) }))
+        .unwrap_err();
+    assert_eq!(err.downcast_ref::<u32>(), Some(&42));
+    let err =
+        std::panic::catch_unwind(|| gort::run(|| -> () { panic!("text {}", 1) })).unwrap_err();
+    assert_eq!(gort::panic_message(&*err), Some("text 1"));
+}
