@@ -425,7 +425,17 @@ fn capture_parked(g: &G, cache: &mut NativeCache) -> Option<Frames> {
     let len = stack.hi - sp;
     let mut copy = vec![0u8; len];
     if !read_memory(sp, &mut copy) {
-        return None;
+        // process_vm_readv is missing (qemu-user answers ENOSYS) or refused:
+        // copy by hand. Goroutine stacks are never unmapped (idle ones only
+        // get MADV_DONTNEED, which reads back as zeros), and [sp, hi) is
+        // above the guard, so these reads cannot fault; a goroutine that
+        // runs meanwhile is caught by the re-check below.
+        for (i, chunk) in copy.chunks_exact_mut(8).enumerate() {
+            // SAFETY: [sp, hi) is mapped stack memory (see above);
+            // volatile, since another thread may write it meanwhile.
+            let w = unsafe { std::ptr::read_volatile((sp + i * 8) as *const u64) };
+            chunk.copy_from_slice(&w.to_le_bytes());
+        }
     }
     // SAFETY: as above.
     let sp_after = unsafe { *g.sched_sp.get() };
@@ -445,7 +455,8 @@ fn capture_parked(g: &G, cache: &mut NativeCache) -> Option<Frames> {
 }
 
 /// Copies `buf.len()` bytes at `addr` of this process into `buf` without
-/// faulting on unmapped memory (`process_vm_readv` reports EFAULT instead).
+/// faulting on unmapped memory (`process_vm_readv` reports EFAULT instead)
+/// and without racing in Rust's memory model with a thread writing them.
 fn read_memory(addr: usize, buf: &mut [u8]) -> bool {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
