@@ -478,6 +478,8 @@ fn read_memory(addr: usize, buf: &mut [u8]) -> bool {
 /// One goroutine's traceback, addresses only.
 pub(crate) enum Trace {
     Frames(Box<Frames>),
+    /// A goroutine that has not run yet: the closure it will run.
+    NotStarted(&'static str),
     /// Why there are no frames.
     Missing(&'static str),
 }
@@ -520,9 +522,13 @@ pub(crate) fn collect(s: &crate::sched::Sched, gs: &[&'static G], asker: u64) ->
                         None => Trace::Missing("running; its thread did not answer in time"),
                     },
                     G_SYSCALL => Trace::Missing("in a system call; not interrupted for a dump"),
-                    _ => match capture_parked(g, &mut cache) {
+                    // Not started yet: no stack, nothing to unwind.
+                    _ if g.stack.get().is_none() => Trace::NotStarted(g.entry_name.get()),
+                    // A runnable goroutine may start running while its stack
+                    // is copied: try a few times.
+                    _ => match (0..4).find_map(|_| capture_parked(g, &mut cache)) {
                         Some(f) => Trace::Frames(Box::new(f)),
-                        None => Trace::Missing("started running while its stack was read"),
+                        None => Trace::Missing("kept running while its stack was read"),
                     },
                 }
             };
@@ -630,7 +636,10 @@ impl Symbolizer {
         &self.cache[&pc]
     }
 
-    /// The frames at `pc`, innermost (inlined) first; at least one.
+    /// The frames at `pc`, innermost (inlined) first; at least one. The
+    /// outermost (the function the code belongs to) is named from the
+    /// symbol table, which has the full path even where the DWARF is only
+    /// line tables (whose names are bare: `{closure#0}`, `recv<u32>`).
     fn frames(&self, pc: u64) -> Vec<Sym> {
         let mut out = Vec::new();
         if self.exe_range.contains(&pc) {
@@ -650,8 +659,8 @@ impl Symbolizer {
                     }
                 }
                 if let Some(last) = out.last_mut() {
-                    if last.function.is_none() {
-                        last.function = l.find_symbol(probe).map(demangle);
+                    if let Some(name) = l.find_symbol(probe) {
+                        last.function = Some(demangle(name));
                     }
                 } else if let Some(name) = l.find_symbol(probe) {
                     out.push(Sym {
@@ -694,21 +703,32 @@ fn dladdr_name(pc: u64) -> Option<String> {
     Some(demangle(&name))
 }
 
+/// gort's own source tree, as the compiler recorded its file names.
+const GORT_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
 /// Frames the default level hides: gort's own code above the user's
-/// frames, and the entry glue below them.
-fn is_runtime(name: &str) -> bool {
+/// frames (by file where there is one: inlined frames in line-tables-only
+/// builds have bare names), and the entry glue below them.
+fn is_runtime(name: &str, loc: &str) -> bool {
     let n = name.trim_start_matches('<');
-    n.starts_with("gort::") || n.starts_with("gort_")
+    loc.starts_with(GORT_DIR) || n.starts_with("gort::") || n.starts_with("gort_")
 }
 
-fn is_entry_glue(name: &str) -> bool {
+fn is_entry_glue(name: &str, loc: &str) -> bool {
+    const GLUE_FILES: [&str; 5] = [
+        "/library/std/src/panicking.rs",
+        "/library/std/src/panic.rs",
+        "/library/core/src/panic/unwind_safe.rs",
+        "/library/core/src/ops/function.rs",
+        "/library/alloc/src/boxed.rs",
+    ];
     let n = name.trim_start_matches('<');
-    is_runtime(name)
+    is_runtime(name, loc)
+        || GLUE_FILES.iter().any(|f| loc.contains(f))
         || n.starts_with("std::panicking::")
         || n.starts_with("std::panic::catch_unwind")
         || n.starts_with("core::panic::unwind_safe::")
         || n.starts_with("core::ops::function::FnOnce::call_once")
-        || n.starts_with("alloc::boxed::Box<F,A> as core::ops::function::FnOnce")
         || n == "__rust_try"
 }
 
@@ -718,6 +738,10 @@ pub(crate) fn write_trace(out: &mut String, trace: &Trace) {
     let frames = match trace {
         Trace::Frames(f) => f,
         Trace::Missing("") => return,
+        Trace::NotStarted(entry) => {
+            let _ = writeln!(out, "{entry}(...)\n\t(not started yet)");
+            return;
+        }
         Trace::Missing(why) => {
             let _ = writeln!(out, "\t({why})");
             return;
@@ -728,11 +752,18 @@ pub(crate) fn write_trace(out: &mut String, trace: &Trace) {
         let mut sym = symbolizer().lock().unwrap_or_else(|e| e.into_inner());
         for &pc in frames.pcs() {
             let foreign = !sym.exe_range.contains(&pc);
-            lines.extend(
-                sym.lines(pc)
-                    .iter()
-                    .map(|(n, l)| (n.clone(), l.clone(), foreign)),
-            );
+            let group = sym.lines(pc);
+            // std/core code inlined into one of gort's functions is gort's
+            // too (the user's closure inlined there is not).
+            let in_gort = group.last().is_some_and(|(n, l)| is_runtime(n, l));
+            lines.extend(group.iter().map(|(n, l)| {
+                let n = if in_gort && !is_runtime(n, l) && l.starts_with("/rustc/") {
+                    format!("gort::{n}")
+                } else {
+                    n.clone()
+                };
+                (n, l.clone(), foreign)
+            }));
         }
     }
     if level() != Level::System {
@@ -741,18 +772,18 @@ pub(crate) fn write_trace(out: &mut String, trace: &Trace) {
         // (and gort) below the last user frame.
         let top = lines
             .iter()
-            .position(|(n, _, foreign)| !is_runtime(n) && !foreign)
+            .position(|(n, l, foreign)| !is_runtime(n, l) && !foreign)
             .unwrap_or(lines.len());
         let hide_top = lines[..top]
             .iter()
-            .rposition(|(n, _, _)| is_runtime(n))
+            .rposition(|(n, l, _)| is_runtime(n, l))
             .map_or(0, |i| i + 1);
         let first = lines
             .iter()
             .skip(hide_top)
-            .position(|(n, _, _)| !is_runtime(n))
+            .position(|(n, l, _)| !is_runtime(n, l))
             .map(|i| i + hide_top);
-        let last = lines.iter().rposition(|(n, _, _)| !is_entry_glue(n));
+        let last = lines.iter().rposition(|(n, l, _)| !is_entry_glue(n, l));
         lines = match (first, last) {
             (Some(a), Some(b)) if a <= b => lines[a..=b].to_vec(),
             _ => Vec::new(),
