@@ -711,7 +711,14 @@ const GORT_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// builds have bare names), and the entry glue below them.
 fn is_runtime(name: &str, loc: &str) -> bool {
     let n = name.trim_start_matches('<');
-    loc.starts_with(GORT_DIR) || n.starts_with("gort::") || n.starts_with("gort_")
+    let in_gort_dir = |sub: &str| {
+        loc.strip_prefix(GORT_DIR)
+            .is_some_and(|rest| rest.starts_with(sub))
+    };
+    in_gort_dir("/src/")
+        || in_gort_dir("/asm/")
+        || n.starts_with("gort::")
+        || n.starts_with("gort_")
 }
 
 fn is_entry_glue(name: &str, loc: &str) -> bool {
