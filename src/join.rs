@@ -33,6 +33,12 @@ const DONE: usize = 1;
 #[derive(Debug)]
 pub struct Exit;
 
+/// How the code map (`symbols`) recognises `Packet::run`, the frame under
+/// every goroutine's closure (which optimised builds inline into it): the
+/// demangled names of its instances start with this and end with
+/// `g::TASK_RUN_SUFFIX`.
+pub(crate) const PACKET_PREFIX: &str = concat!("<", module_path!(), "::Packet<");
+
 struct Packet<F, T> {
     state: AtomicUsize,
     f: UnsafeCell<Option<F>>,

@@ -60,6 +60,7 @@ pub use syscall::{lock_os_thread, unlock_os_thread};
 /// Yields the processor so other goroutines can run (Go's
 /// `runtime.Gosched`). The current goroutine goes to the back of its run
 /// queue. Outside a goroutine it yields the OS thread.
+#[inline(never)]
 pub fn yield_now() {
     sched::gosched()
 }

@@ -9,7 +9,8 @@
 //! |-----------|-------------------------------------------------------|----------|
 //! | `User`    | the program's own Rust code, other crates, core, alloc | yes      |
 //! | `Entry`   | the frames under every goroutine: `gort_gstart`, the goroutine entry, `catch_unwind` | yes (they only wait for the code above) |
-//! | `Std`     | anything naming `std` (stdout's per-thread reentrant lock, `thread_local!` accessors, allocator glue, panics) | no |
+//! | `Std`     | anything naming `std` (stdout's per-thread reentrant lock, `thread_local!` accessors, panics) | no |
+//! | `Alloc`   | the global allocator: `GlobalAlloc` impls, `__rust_alloc*`, `__rg_*`, `__rdl_*` (a Rust allocator may hold a spin lock) | no |
 //! | `Runtime` | gort's own code                                       | no       |
 //! | `Foreign` | non-Rust code in the executable, unknown addresses    | no       |
 //!
@@ -40,6 +41,9 @@ pub(crate) enum Kind {
     User,
     Entry,
     Std,
+    /// The global allocator: `GlobalAlloc` methods and rustc's allocator
+    /// shims (`__rust_alloc`, `__rg_*`, `__rdl_*`).
+    Alloc,
     Runtime,
     Foreign,
 }
@@ -61,8 +65,11 @@ static MAP: OnceCell<CodeMap> = OnceCell::new();
 /// Builds the map (once; slow: reads and demangles the symbol table).
 /// Returns whether async preemption can use it.
 pub(crate) fn init() -> bool {
-    let map = MAP.get_or_init(|| CodeMap {
-        ranges: load().unwrap_or_default(),
+    let map = MAP.get_or_init(|| {
+        prime_unwinder();
+        CodeMap {
+            ranges: load().unwrap_or_default(),
+        }
     });
     !map.ranges.is_empty()
 }
@@ -93,7 +100,7 @@ pub(crate) fn pc_is_preemptible(pc: usize) -> bool {
 }
 
 // ---------------------------------------------------------------------------
-// The frame walk (runs in the trampoline, on the goroutine's stack).
+// The frame walk (runs in the SIGURG handler, on the M's signal stack).
 
 #[repr(C)]
 struct UnwindContext {
@@ -109,12 +116,22 @@ extern "C" {
 
 const URC_NO_REASON: libc::c_int = 0;
 const URC_NORMAL_STOP: libc::c_int = 4;
-const MAX_FRAMES: usize = 512;
 
 struct Walk {
-    /// Passed the trampoline frame: frames from here on are the goroutine's.
-    past_trampoline: bool,
+    /// The interrupted pc: the walk starts judging at the frame the
+    /// unwinder marks as a signal frame with exactly this pc.
+    interrupted_pc: usize,
+    /// Passed the kernel's signal frame: frames from here on are the
+    /// goroutine's.
+    past_signal_frame: bool,
+    /// Goroutine frames seen, and the most allowed: a guard against an
+    /// unwinder looping on corrupt CFI, far above any real depth (every
+    /// frame takes at least one word of the stack).
     frames: usize,
+    max_frames: usize,
+    /// The kind of the last goroutine frame seen (the walk must end at the
+    /// goroutine's entry, else the unwinder lost its way).
+    last: Kind,
     verdict: Option<bool>,
 }
 
@@ -127,20 +144,25 @@ extern "C" fn walk_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> libc::c_i
     if ip == 0 {
         return URC_NORMAL_STOP;
     }
+    if !w.past_signal_frame {
+        // The handler's own frames, then the kernel's signal frame
+        // (glibc's __restore_rt, which libgcc unwinds through), then the
+        // interrupted frame: the first one marked as a signal frame
+        // (`before`: its ip is the exact interrupted instruction).
+        if before == 0 || ip != w.interrupted_pc {
+            return URC_NO_REASON;
+        }
+        w.past_signal_frame = true;
+    }
     // A return address points after the call: look up the call itself.
     let pc = if before != 0 { ip } else { ip - 1 };
     w.frames += 1;
-    if w.frames > MAX_FRAMES {
+    if w.frames > w.max_frames {
         w.verdict = Some(false);
         return URC_NORMAL_STOP;
     }
-    if !w.past_trampoline {
-        if crate::arch::in_trampoline(pc) {
-            w.past_trampoline = true;
-        }
-        return URC_NO_REASON;
-    }
     let kind = kind_of(pc);
+    w.last = kind;
     if !kind.preemptible() {
         w.verdict = Some(false);
         return URC_NORMAL_STOP;
@@ -148,12 +170,24 @@ extern "C" fn walk_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> libc::c_i
     URC_NO_REASON
 }
 
-/// Walks the current goroutine's frames from the trampoline down to its
-/// entry; true if every frame may be preempted.
-pub(crate) fn stack_is_preemptible() -> bool {
+/// Called by the SIGURG handler, on the signal stack: walks the frames of
+/// the goroutine it interrupted at `pc`, through the kernel's signal
+/// frame, down to the goroutine's entry; true if every frame may be
+/// preempted. `stack_size` bounds the walk (see `Walk::max_frames`).
+///
+/// Async-signal-safe on glibc >= 2.35 with libgcc >= 12: libgcc finds
+/// each frame's FDE with `_dl_find_object` (lock-free, documented
+/// async-signal-safe) and takes no lock of its own unless some code
+/// registered frame tables by hand (`__register_frame_info`; Rust
+/// programs do not). Its one-time initialisation (a `pthread_once`) is
+/// done by `init`, before any signal is sent. See docs/design.md.
+pub(crate) fn interrupted_stack_is_preemptible(pc: usize, stack_size: usize) -> bool {
     let mut w = Walk {
-        past_trampoline: false,
+        interrupted_pc: pc,
+        past_signal_frame: false,
         frames: 0,
+        max_frames: stack_size / 8 + 64,
+        last: Kind::Foreign,
         verdict: None,
     };
     // SAFETY: the callback only reads the context it is given and writes
@@ -161,9 +195,20 @@ pub(crate) fn stack_is_preemptible() -> bool {
     unsafe { _Unwind_Backtrace(walk_frame, &mut w as *mut Walk as *mut c_void) };
     match w.verdict {
         Some(v) => v,
-        // Reached the end: fine if we saw the goroutine's frames at all.
-        None => w.past_trampoline && w.frames > 1,
+        // Reached the end: fine if it was the goroutine's entry.
+        None => w.past_signal_frame && w.last == Kind::Entry,
     }
+}
+
+/// Runs the unwinder once outside any signal handler, so that its lazy
+/// one-time set-up (libgcc's register-size table, behind a pthread_once)
+/// is never first done inside the SIGURG handler.
+fn prime_unwinder() {
+    extern "C" fn stop(_: *mut UnwindContext, _: *mut c_void) -> libc::c_int {
+        URC_NORMAL_STOP
+    }
+    // SAFETY: the callback touches nothing.
+    unsafe { _Unwind_Backtrace(stop, std::ptr::null_mut()) };
 }
 
 // ---------------------------------------------------------------------------
@@ -173,6 +218,9 @@ fn classify(mangled: &str) -> Kind {
     match mangled {
         "gort_gstart" | "__rust_try" => return Kind::Entry,
         _ => {}
+    }
+    if is_alloc_shim(mangled) {
+        return Kind::Alloc;
     }
     if !(mangled.starts_with("_ZN") || mangled.starts_with("_R")) {
         return Kind::Foreign;
@@ -184,18 +232,49 @@ fn classify(mangled: &str) -> Kind {
     classify_demangled(&name)
 }
 
+/// This crate's name as it appears in symbol paths (`gort`).
+fn own_crate() -> &'static str {
+    let path = module_path!();
+    path.split("::").next().unwrap_or(path)
+}
+
+/// Whether `name` is a `GlobalAlloc` method: code the global allocator
+/// runs, which may hold the allocator's lock (a spin lock in many Rust
+/// allocators) and must finish on the thread that took it.
+fn is_global_alloc(name: &str) -> bool {
+    name.contains(" as core::alloc::global::GlobalAlloc>::")
+}
+
+/// Symbols of the allocator glue rustc generates (`__rust_alloc` calls
+/// `__rg_alloc`, the `#[global_allocator]`'s, or `__rdl_alloc`, the
+/// default one). Not Rust-mangled.
+fn is_alloc_shim(mangled: &str) -> bool {
+    [
+        "__rust_alloc",
+        "__rust_dealloc",
+        "__rust_realloc",
+        "__rg_",
+        "__rdl_",
+    ]
+    .iter()
+    .any(|p| mangled.starts_with(p))
+}
+
 fn classify_demangled(name: &str) -> Kind {
-    // The frames every goroutine sits on.
-    if name.starts_with("gort::sched::goroutine_entry")
-        || (name.starts_with("<gort::join::Packet<") && name.ends_with("as gort::g::Task>::run"))
+    // The frames every goroutine sits on (`goroutine_entry` itself is
+    // found by address, in `load`).
+    if (name.starts_with(crate::join::PACKET_PREFIX) && name.ends_with(crate::g::TASK_RUN_SUFFIX))
         || name.starts_with("std::panicking::catch_unwind")
         || name.starts_with("std::panicking::try")
         || name.starts_with("std::panic::catch_unwind")
     {
         return Kind::Entry;
     }
+    if is_global_alloc(name) {
+        return Kind::Alloc;
+    }
     let krate = first_crate(name);
-    if krate == "gort" {
+    if krate == own_crate() {
         return Kind::Runtime;
     }
     if krate == "std" || mentions_crate(name, "std") {
@@ -299,6 +378,13 @@ fn load() -> Option<Vec<(usize, usize, Kind)>> {
         };
         ranges.push((bias + value, bias + value + size, kind));
     }
+    // The goroutine entry, by address rather than by name.
+    let entry = crate::sched::goroutine_entry as *const () as usize;
+    for r in ranges.iter_mut() {
+        if (r.0..r.1).contains(&entry) {
+            r.2 = Kind::Entry;
+        }
+    }
     ranges.sort_unstable_by_key(|r| (r.0, r.1));
     // Overlaps (aliases of one function) keep the stricter kind.
     let mut merged: Vec<(usize, usize, Kind)> = Vec::with_capacity(ranges.len());
@@ -365,9 +451,12 @@ mod tests {
         );
         assert_eq!(classify_demangled("gort::sched::newproc"), Kind::Runtime);
         assert_eq!(
-            classify_demangled("gort::sched::goroutine_entry"),
-            Kind::Entry
+            classify_demangled("<talc::Talck<R,O> as core::alloc::global::GlobalAlloc>::alloc"),
+            Kind::Alloc
         );
+        assert_eq!(classify("__rust_alloc"), Kind::Alloc);
+        assert_eq!(classify("__rg_dealloc"), Kind::Alloc);
+        assert_eq!(classify("__rdl_realloc"), Kind::Alloc);
         assert_eq!(
             classify_demangled("<gort::join::Packet<F,T> as gort::g::Task>::run"),
             Kind::Entry
@@ -395,6 +484,9 @@ mod tests {
         assert_eq!(kind_of(p), Kind::Std);
         let r = crate::sched::wakep as fn() as usize;
         assert_eq!(kind_of(r), Kind::Runtime);
+        // The entry frame under every goroutine, found by address.
+        let e = crate::sched::goroutine_entry as *const () as usize;
+        assert_eq!(kind_of(e), Kind::Entry);
         assert_eq!(kind_of(libc::malloc as *const () as usize), Kind::Foreign);
     }
 }
