@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 mod arch;
 pub mod chan;
 mod deadlock;
+mod dwarf;
 mod fd;
 mod g;
 pub mod io;
@@ -63,6 +64,13 @@ pub use syscall::{lock_os_thread, unlock_os_thread};
 #[inline(never)]
 pub fn yield_now() {
     sched::gosched()
+}
+
+/// A summary of the code map that decides where goroutines may be
+/// preempted by signal (for measurements; not a stable API).
+#[doc(hidden)]
+pub fn __code_map_report() -> String {
+    symbols::report()
 }
 
 /// The id of the current goroutine (ids start at 1 and are never reused),

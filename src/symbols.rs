@@ -49,7 +49,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn preemptible(self) -> bool {
+    pub(crate) fn preemptible(self) -> bool {
         matches!(self, Kind::User | Kind::Entry)
     }
 }
@@ -58,6 +58,12 @@ impl Kind {
 struct CodeMap {
     /// (start, end, kind), sorted by start.
     ranges: Vec<(usize, usize, Kind)>,
+    /// Sorted, non-overlapping ranges inside those functions that hold
+    /// inlined copies of code that is not preemptible (from DWARF; see
+    /// `dwarf`), with that code's kind.
+    inlined: Vec<(usize, usize, Kind)>,
+    /// Whether the map can be trusted for async preemption (see `load`).
+    trusted: bool,
 }
 
 static MAP: OnceCell<CodeMap> = OnceCell::new();
@@ -67,29 +73,73 @@ static MAP: OnceCell<CodeMap> = OnceCell::new();
 pub(crate) fn init() -> bool {
     let map = MAP.get_or_init(|| {
         prime_unwinder();
-        CodeMap {
-            ranges: load().unwrap_or_default(),
-        }
+        load().unwrap_or(CodeMap {
+            ranges: Vec::new(),
+            inlined: Vec::new(),
+            trusted: false,
+        })
     });
-    !map.ranges.is_empty()
+    map.trusted && !map.ranges.is_empty()
 }
 
-/// The kind of the code at `pc`. Async-signal-safe.
+/// The kind of the code at `pc`: its function's, unless `pc` lies in an
+/// inlined copy of code that is not preemptible. Async-signal-safe.
 pub(crate) fn kind_of(pc: usize) -> Kind {
     let Some(map) = MAP.get() else {
         return Kind::Foreign;
     };
-    let r = &map.ranges;
+    let kind = lookup(&map.ranges, pc).unwrap_or(Kind::Foreign);
+    if kind.preemptible() {
+        if let Some(inlined) = lookup(&map.inlined, pc) {
+            return inlined;
+        }
+    }
+    kind
+}
+
+/// The kind of the range in `r` (sorted, non-overlapping) holding `pc`.
+fn lookup(r: &[(usize, usize, Kind)], pc: usize) -> Option<Kind> {
     let i = r.partition_point(|&(start, _, _)| start <= pc);
     if i == 0 {
-        return Kind::Foreign;
+        return None;
     }
     let (start, end, kind) = r[i - 1];
-    if pc >= start && pc < end {
-        kind
-    } else {
-        Kind::Foreign
+    (pc >= start && pc < end).then_some(kind)
+}
+
+/// A summary of the code map, for measuring how much code stays
+/// preemptible (`gort::__code_map_report`; docs/design.md quotes it):
+/// bytes of code by kind, and how many bytes of `User` functions lie in
+/// inlined copies of code that is not preemptible.
+pub(crate) fn report() -> String {
+    init();
+    let Some(map) = MAP.get() else {
+        return "no code map".into();
+    };
+    let mut by_kind: Vec<(Kind, usize)> = Vec::new();
+    let mut user_unsafe = 0usize;
+    for &(lo, hi, k) in &map.ranges {
+        match by_kind.iter_mut().find(|e| e.0 == k) {
+            Some(e) => e.1 += hi - lo,
+            None => by_kind.push((k, hi - lo)),
+        }
+        if k == Kind::User {
+            let i = map.inlined.partition_point(|r| r.1 <= lo);
+            for &(a, b, _) in map.inlined[i..].iter().take_while(|r| r.0 < hi) {
+                user_unsafe += b.min(hi) - a.max(lo);
+            }
+        }
     }
+    let user = by_kind
+        .iter()
+        .find(|e| e.0 == Kind::User)
+        .map_or(0, |e| e.1);
+    format!(
+        "trusted for async preemption: {}; bytes by kind: {by_kind:?}; dwarf inline ranges: {}; user bytes in inlined unsafe code: {user_unsafe} of {user} ({:.1}% of user code stays preemptible)",
+        map.trusted,
+        map.inlined.len(),
+        if user == 0 { 0.0 } else { 100.0 * (user - user_unsafe) as f64 / user as f64 },
+    )
 }
 
 /// Handler check on the interrupted pc alone. `Entry` counts: in
@@ -321,8 +371,11 @@ fn mentions_crate(name: &str, krate: &str) -> bool {
 
 const SHT_SYMTAB: u32 = 2;
 const STT_FUNC: u8 = 2;
+const STB_LOCAL: u8 = 0;
 
-fn load() -> Option<Vec<(usize, usize, Kind)>> {
+const SHF_COMPRESSED: u64 = 0x800;
+
+fn load() -> Option<CodeMap> {
     let bias = exe_load_bias()?;
     let f = std::fs::File::open("/proc/self/exe").ok()?;
     let read = |off: u64, len: usize| -> Option<Vec<u8>> {
@@ -340,20 +393,55 @@ fn load() -> Option<Vec<(usize, usize, Kind)>> {
     let shoff = u64_at(&eh, 0x28);
     let shentsize = u16_at(&eh, 0x3a) as usize;
     let shnum = u16_at(&eh, 0x3c) as usize;
+    let shstrndx = u16_at(&eh, 0x3e) as usize;
     if shentsize < 64 || shnum == 0 {
         return None;
     }
     let sh = read(shoff, shentsize * shnum)?;
+    // (type, flags, offset, size, link, name offset)
     let section = |i: usize| {
         let b = &sh[i * shentsize..];
-        (u32_at(b, 4), u64_at(b, 24), u64_at(b, 32), u32_at(b, 40))
+        (
+            u32_at(b, 4),
+            u64_at(b, 8),
+            u64_at(b, 24),
+            u64_at(b, 32),
+            u32_at(b, 40),
+            u32_at(b, 0) as usize,
+        )
+    };
+    let shstr = (shstrndx < shnum)
+        .then(|| {
+            let (_, _, off, size, _, _) = section(shstrndx);
+            read(off, size as usize)
+        })
+        .flatten()
+        .unwrap_or_default();
+    let named = |name: &str| -> Result<Option<Vec<u8>>, ()> {
+        for i in 0..shnum {
+            let (_, flags, off, size, _, name_off) = section(i);
+            let n = shstr.get(name_off..).and_then(|s| {
+                let end = s.iter().position(|&c| c == 0)?;
+                Some(&s[..end])
+            });
+            if n == Some(name.as_bytes()) {
+                if flags & SHF_COMPRESSED != 0 {
+                    return Err(());
+                }
+                return read(off, size as usize).map(Some).ok_or(());
+            }
+        }
+        Ok(None)
     };
     let symtab = (0..shnum).find(|&i| section(i).0 == SHT_SYMTAB)?;
-    let (_, sym_off, sym_size, strtab_idx) = section(symtab);
-    let (_, str_off, str_size, _) = section(strtab_idx as usize);
+    let (_, _, sym_off, sym_size, strtab_idx, _) = section(symtab);
+    let (_, _, str_off, str_size, _, _) = section(strtab_idx as usize);
     let syms = read(sym_off, sym_size as usize)?;
     let strs = read(str_off, str_size as usize)?;
     let mut ranges = Vec::new();
+    // std functions with global binding: std was linked as its own objects
+    // (no LTO, or thin LTO). Fat LTO internalises them all.
+    let mut std_globals = 0usize;
     for sym in syms.chunks_exact(24) {
         let info = sym[4];
         let shndx = u16_at(sym, 6);
@@ -376,6 +464,9 @@ fn load() -> Option<Vec<(usize, usize, Kind)>> {
         } else {
             classify(name)
         };
+        if kind == Kind::Std && info >> 4 != STB_LOCAL {
+            std_globals += 1;
+        }
         ranges.push((bias + value, bias + value + size, kind));
     }
     // The goroutine entry, by address rather than by name.
@@ -400,7 +491,39 @@ fn load() -> Option<Vec<(usize, usize, Kind)>> {
         }
         merged.push(r);
     }
-    Some(merged)
+    // Without DWARF the map cannot see std code inlined into the
+    // program's functions. Fat LTO inlines std's `println!` machinery
+    // (stdout's per-thread lock) into them: no async preemption there
+    // (cooperative checks still work). Without LTO only std's `#[inline]`
+    // and generic code can be inlined (README, Hazards).
+    let (inlined, trusted) =
+        match crate::dwarf::inline_ranges(&named, &classify, &classify_demangled) {
+            crate::dwarf::Inline::Ranges(r) => (union(r, bias), true),
+            crate::dwarf::Inline::Absent => (Vec::new(), std_globals > 0),
+        };
+    Some(CodeMap {
+        ranges: merged,
+        inlined,
+        trusted,
+    })
+}
+
+/// Sorts `r`, moves it by `bias` and merges overlapping ranges (nested
+/// inlined copies) into one, keeping the outer one's kind.
+fn union(mut r: Vec<(usize, usize, Kind)>, bias: usize) -> Vec<(usize, usize, Kind)> {
+    r.sort_unstable_by_key(|x| (x.0, std::cmp::Reverse(x.1)));
+    let mut out: Vec<(usize, usize, Kind)> = Vec::with_capacity(r.len());
+    for (lo, hi, k) in r {
+        let (lo, hi) = (lo + bias, hi + bias);
+        if let Some(last) = out.last_mut() {
+            if lo < last.1 {
+                last.1 = last.1.max(hi);
+                continue;
+            }
+        }
+        out.push((lo, hi, k));
+    }
+    out
 }
 
 /// The main executable's load bias, from the first `dl_iterate_phdr` entry.

@@ -1,0 +1,291 @@
+//! The executable's DWARF inline ranges, for the code map (`symbols`).
+//!
+//! With LTO (and, for `#[inline]` and generic items, without it) rustc
+//! inlines `std` code into the program's own functions: under fat LTO
+//! `println!`'s `Stdout::lock` and `_print` end up inside `main`'s symbol.
+//! A code map built from symbol names alone then calls that code the
+//! user's. DWARF records every inlined copy as a
+//! `DW_TAG_inlined_subroutine` with the address ranges it occupies and a
+//! reference to the function it is a copy of — even with
+//! `debug = "line-tables-only"`. This module collects the ranges of
+//! inlined copies of code that must not be preempted (std, the global
+//! allocator, gort itself, anything it cannot name), so the code map can
+//! mark those addresses unsafe inside otherwise preemptible functions.
+//!
+//! Read with `gimli`, the DWARF reader the Rust toolchain itself uses
+//! (std's backtraces, addr2line): well kept, no unsafe parsing of our own.
+
+use crate::symbols::Kind;
+use gimli::{AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian};
+use std::collections::{HashMap, HashSet};
+
+type Slice<'a> = EndianSlice<'a, LittleEndian>;
+
+/// A section's bytes by name: `Ok(None)` if missing, `Err` if present but
+/// unreadable (compressed).
+pub(crate) type SectionFn<'a> = &'a dyn Fn(&str) -> Result<Option<Vec<u8>>, ()>;
+
+/// What the DWARF of the executable says.
+pub(crate) enum Inline {
+    /// No DWARF (`debug = 0`, stripped, or compressed sections).
+    Absent,
+    /// Address ranges (link-time addresses, half-open) of inlined copies of
+    /// code that is not preemptible, with the kind of that code.
+    Ranges(Vec<(usize, usize, Kind)>),
+}
+
+/// Reads the inline ranges. `section(name)` returns a section's bytes,
+/// `None` if missing, `Err` if present but unreadable (compressed);
+/// `classify` judges a symbol (linkage) name, `classify_path` a demangled
+/// path such as `myapp::main::{closure#0}`.
+pub(crate) fn inline_ranges(
+    section: SectionFn<'_>,
+    classify: &dyn Fn(&str) -> Kind,
+    classify_path: &dyn Fn(&str) -> Kind,
+) -> Inline {
+    let names = [
+        ".debug_info",
+        ".debug_abbrev",
+        ".debug_str",
+        ".debug_line",
+        ".debug_line_str",
+        ".debug_ranges",
+        ".debug_rnglists",
+        ".debug_addr",
+        ".debug_str_offsets",
+    ];
+    let mut data: HashMap<&str, Vec<u8>> = HashMap::new();
+    for n in names {
+        match section(n) {
+            Ok(Some(d)) => {
+                data.insert(n, d);
+            }
+            Ok(None) => {}
+            Err(()) => return Inline::Absent,
+        }
+    }
+    if data.get(".debug_info").is_none_or(|d| d.is_empty()) {
+        return Inline::Absent;
+    }
+    let empty: Vec<u8> = Vec::new();
+    let load = |id: gimli::SectionId| -> Result<Slice<'_>, gimli::Error> {
+        let d = data.get(id.name()).unwrap_or(&empty);
+        Ok(EndianSlice::new(d, LittleEndian))
+    };
+    let Ok(dwarf) = gimli::Dwarf::load(load) else {
+        return Inline::Absent;
+    };
+    match collect(&dwarf, classify, classify_path) {
+        Ok(r) => Inline::Ranges(r),
+        // Unreadable DWARF: as if there were none (the caller is
+        // conservative then).
+        Err(_) => Inline::Absent,
+    }
+}
+
+/// The kind of code from a source file, by where the file lives: std's
+/// sources (`.../library/std/...` of the toolchain) are `Std`, core's and
+/// alloc's `User` (no per-thread state), gort's own sources `Runtime`,
+/// everything else (the program, its dependencies) `User`.
+fn file_kind(path: &str) -> Kind {
+    if path.starts_with(env!("CARGO_MANIFEST_DIR")) && path.contains("/src/") {
+        return Kind::Runtime;
+    }
+    if let Some(i) = path.find("/library/") {
+        let rest = &path[i + "/library/".len()..];
+        let krate = rest.split('/').next().unwrap_or("");
+        return match krate {
+            "core" | "alloc" => Kind::User,
+            // std, std_detect, panic_unwind, ...
+            _ => Kind::Std,
+        };
+    }
+    Kind::User
+}
+
+/// One inlined copy.
+struct Copy {
+    origin: Option<DebugInfoOffset>,
+    /// The kind of the copied function's body, from the file of the calls
+    /// it contains (its inlined children's `DW_AT_call_file`), if any.
+    body: Option<Kind>,
+}
+
+fn collect(
+    dwarf: &gimli::Dwarf<Slice<'_>>,
+    classify: &dyn Fn(&str) -> Kind,
+    classify_path: &dyn Fn(&str) -> Kind,
+) -> gimli::Result<Vec<(usize, usize, Kind)>> {
+    let string = |unit: &gimli::Unit<Slice<'_>>, v: Option<AttributeValue<Slice<'_>>>| {
+        v.and_then(|v| dwarf.attr_string(unit, v).ok())
+            .and_then(|s| std::str::from_utf8(s.slice()).ok().map(str::to_owned))
+    };
+    // Pass 1: every inlined copy's ranges and the function it copies; the
+    // kind of its body's source file; the line table's files by address.
+    let mut copies: Vec<Copy> = Vec::new();
+    let mut ranges: Vec<(usize, usize, usize)> = Vec::new(); // (lo, hi, copy)
+    let mut rows: Vec<(usize, Option<Kind>)> = Vec::new(); // None: sequence end
+    let mut origins: HashSet<DebugInfoOffset> = HashSet::new();
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        // Kinds of the line program's files, by index.
+        let mut files: HashMap<u64, Kind> = HashMap::new();
+        let file_kind_of = |files: &mut HashMap<u64, Kind>,
+                            lp: &gimli::LineProgramHeader<Slice<'_>>,
+                            idx: u64|
+         -> Option<Kind> {
+            if let Some(k) = files.get(&idx) {
+                return Some(*k);
+            }
+            let f = lp.file(idx)?;
+            let name = string(&unit, Some(f.path_name()))?;
+            let full = if name.starts_with('/') {
+                name
+            } else {
+                let dir = string(&unit, f.directory(lp)).unwrap_or_default();
+                format!("{dir}/{name}")
+            };
+            let k = file_kind(&full);
+            files.insert(idx, k);
+            Some(k)
+        };
+        if let Some(lp) = unit.line_program.clone() {
+            let mut lr = lp.rows();
+            while let Some((h, row)) = lr.next_row()? {
+                let k = if row.end_sequence() {
+                    None
+                } else {
+                    Some(file_kind_of(&mut files, h, row.file_index()).unwrap_or(Kind::Foreign))
+                };
+                rows.push((row.address() as usize, k));
+            }
+        }
+        let lp_header = unit.line_program.as_ref().map(|lp| lp.header().clone());
+        // Open inlined copies enclosing the current entry: (depth, copy).
+        let mut open: Vec<(isize, usize)> = Vec::new();
+        let mut entries = unit.entries();
+        while let Some(entry) = entries.next_dfs()? {
+            let depth = entry.depth();
+            while open.last().is_some_and(|o| o.0 >= depth) {
+                open.pop();
+            }
+            if entry.tag() != gimli::DW_TAG_inlined_subroutine {
+                continue;
+            }
+            // Where this call is, is the body of the copy enclosing it.
+            if let (Some(&(_, parent)), Some(lp)) = (open.last(), lp_header.as_ref()) {
+                if let Some(AttributeValue::FileIndex(idx)) =
+                    entry.attr_value(gimli::DW_AT_call_file)
+                {
+                    let k = file_kind_of(&mut files, lp, idx).unwrap_or(Kind::Foreign);
+                    let body = &mut copies[parent].body;
+                    if body.is_none_or(|b| b.preemptible()) {
+                        *body = Some(k);
+                    }
+                }
+            }
+            let origin = match entry.attr_value(gimli::DW_AT_abstract_origin) {
+                Some(AttributeValue::UnitRef(o)) => o.to_debug_info_offset(&unit.header),
+                Some(AttributeValue::DebugInfoRef(o)) => Some(o),
+                _ => None,
+            };
+            if let Some(o) = origin {
+                origins.insert(o);
+            }
+            let id = copies.len();
+            copies.push(Copy { origin, body: None });
+            open.push((depth, id));
+            let mut rs = dwarf.die_ranges(&unit, entry)?;
+            while let Some(r) = rs.next()? {
+                if r.end > r.begin {
+                    ranges.push((r.begin as usize, r.end as usize, id));
+                }
+            }
+        }
+    }
+    rows.sort_by_key(|r| r.0);
+    // Pass 2: the kind of each copied function by name: its linkage name,
+    // or for functions without one (closures) its path, the enclosing
+    // namespaces' names and its own. `line-tables-only` DWARF has neither
+    // (bare names such as `lock`): the file kinds above decide then.
+    let mut kinds: HashMap<DebugInfoOffset, Option<Kind>> = HashMap::with_capacity(origins.len());
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        let mut entries = unit.entries();
+        // The namespaces enclosing the current entry: (depth, name).
+        let mut path: Vec<(isize, String)> = Vec::new();
+        while let Some(entry) = entries.next_dfs()? {
+            let depth = entry.depth();
+            while path.last().is_some_and(|p| p.0 >= depth) {
+                path.pop();
+            }
+            if entry.tag() == gimli::DW_TAG_namespace {
+                let name = string(&unit, entry.attr_value(gimli::DW_AT_name));
+                path.push((depth, name.unwrap_or_default()));
+                continue;
+            }
+            let Some(off) = entry.offset().to_debug_info_offset(&unit.header) else {
+                continue;
+            };
+            if !origins.contains(&off) {
+                continue;
+            }
+            let kind = if let Some(l) = string(&unit, entry.attr_value(gimli::DW_AT_linkage_name)) {
+                Some(classify(&l))
+            } else if let Some(n) = string(&unit, entry.attr_value(gimli::DW_AT_name)) {
+                if !path.is_empty() {
+                    let mut full = String::new();
+                    for (_, p) in &path {
+                        full.push_str(p);
+                        full.push_str("::");
+                    }
+                    full.push_str(&n);
+                    Some(classify_path(&full))
+                } else if n.starts_with("catch_unwind") || n.starts_with("do_call") {
+                    // A bare name: std's `catch_unwind` and its `do_call`,
+                    // which hold a goroutine's closure (inlined into
+                    // `Packet::run`), are entry frames as in `symbols`.
+                    Some(Kind::Entry)
+                } else {
+                    // Otherwise only the allocator shims' are telling.
+                    Some(classify(&n)).filter(|&k| k == Kind::Alloc)
+                }
+            } else {
+                None
+            };
+            kinds.insert(off, kind);
+        }
+    }
+    // A copy is unsafe if its name or its body's file says so; one with
+    // neither (a leaf copy without a name) is judged by the line table
+    // rows inside it.
+    let row_kind = |lo: usize, hi: usize| -> Option<Kind> {
+        let i = rows.partition_point(|r| r.0 <= lo);
+        let mut kind = i.checked_sub(1).and_then(|j| rows[j].1);
+        for r in rows[i..].iter().take_while(|r| r.0 < hi) {
+            match r.1 {
+                Some(k) if !k.preemptible() => return Some(k),
+                Some(k) => kind = kind.or(Some(k)),
+                None => {}
+            }
+        }
+        kind
+    };
+    let mut out = Vec::new();
+    for (lo, hi, id) in ranges {
+        let c = &copies[id];
+        let by_name = c.origin.and_then(|o| kinds.get(&o).copied().flatten());
+        let by_file = c.body.or_else(|| row_kind(lo, hi));
+        let kind = match (by_name, by_file) {
+            (Some(Kind::Entry), _) => continue,
+            (Some(a), _) if !a.preemptible() => a,
+            (_, Some(b)) if !b.preemptible() => b,
+            (None, None) => Kind::Foreign,
+            _ => continue,
+        };
+        out.push((lo, hi, kind));
+    }
+    Ok(out)
+}
