@@ -137,8 +137,14 @@ pub(crate) fn preempt_one(mp: &M, async_ok: bool) -> bool {
         // never exit); it is only ever accessed as a whole word.
         unsafe { std::ptr::write_volatile(slot, STACK_PREEMPT) };
     }
-    if async_ok && !mp.signal_pending.swap(true, Ordering::AcqRel) {
-        crate::signal::tgkill_preempt(mp);
+    if async_ok {
+        if !mp.signal_pending.swap(true, Ordering::AcqRel) {
+            crate::signal::tgkill_preempt(mp);
+        } else {
+            // The last signal was never taken by our handler: maybe
+            // someone replaced it (falls back to cooperative checks).
+            crate::signal::check_sigurg_handler();
+        }
     }
     !repeat
 }
