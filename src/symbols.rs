@@ -595,6 +595,46 @@ mod tests {
         );
     }
 
+    /// The kinds of the calling goroutine's frames, innermost first.
+    fn frame_kinds() -> Vec<Kind> {
+        extern "C" fn each(ctx: *mut UnwindContext, arg: *mut c_void) -> libc::c_int {
+            // SAFETY: `arg` is the Vec passed below.
+            let v = unsafe { &mut *(arg as *mut Vec<Kind>) };
+            let mut before: libc::c_int = 0;
+            // SAFETY: the live context handed to this callback.
+            let ip = unsafe { _Unwind_GetIPInfo(ctx, &mut before) };
+            if ip == 0 {
+                return URC_NORMAL_STOP;
+            }
+            v.push(kind_of(if before != 0 { ip } else { ip - 1 }));
+            URC_NO_REASON
+        }
+        let mut v: Vec<Kind> = Vec::new();
+        // SAFETY: the callback only pushes to `v`, which outlives the call.
+        unsafe { _Unwind_Backtrace(each, &mut v as *mut Vec<Kind> as *mut c_void) };
+        v
+    }
+
+    #[test]
+    fn goroutine_entry_frames_are_entries() {
+        assert!(init());
+        let _ = crate::Builder::new().start();
+        let kinds = crate::run(|| crate::spawn(frame_kinds).join().unwrap());
+        // Innermost: this test's own code (gort's), then the closure
+        // inlined or called from Packet::run, ... down to gort_gstart.
+        let entries = kinds
+            .iter()
+            .rev()
+            .take_while(|k| **k == Kind::Entry)
+            .count();
+        assert_eq!(kinds.last(), Some(&Kind::Entry), "{kinds:?}");
+        // gort_gstart, goroutine_entry and Packet::run at least.
+        assert!(
+            entries >= 3,
+            "entry frames not classified as entries: {kinds:?}"
+        );
+    }
+
     #[test]
     fn map_covers_this_executable() {
         assert!(init(), "no symbol table in the test binary");
