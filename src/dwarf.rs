@@ -36,12 +36,15 @@ pub(crate) enum Inline {
 
 /// Reads the inline ranges. `section(name)` returns a section's bytes,
 /// `None` if missing, `Err` if present but unreadable (compressed);
-/// `classify` judges a symbol (linkage) name, `classify_path` a demangled
-/// path such as `myapp::main::{closure#0}`.
+/// `classify` judges a symbol (linkage) name.
+/// `wanted(lo, hi)` says whether link-time addresses `[lo, hi)` hold any
+/// preemptible function: only compile units that do are read (inlined
+/// copies inside std's or gort's own functions change nothing, and
+/// reading every unit of a large debug build costs seconds).
 pub(crate) fn inline_ranges(
     section: SectionFn<'_>,
     classify: &dyn Fn(&str) -> Kind,
-    classify_path: &dyn Fn(&str) -> Kind,
+    wanted: &dyn Fn(usize, usize) -> bool,
 ) -> Inline {
     let names = [
         ".debug_info",
@@ -75,7 +78,7 @@ pub(crate) fn inline_ranges(
     let Ok(dwarf) = gimli::Dwarf::load(load) else {
         return Inline::Absent;
     };
-    match collect(&dwarf, classify, classify_path) {
+    match collect(&dwarf, classify, wanted) {
         Ok(r) => Inline::Ranges(r),
         // Unreadable DWARF: as if there were none (the caller is
         // conservative then).
@@ -114,7 +117,7 @@ struct Copy {
 fn collect(
     dwarf: &gimli::Dwarf<Slice<'_>>,
     classify: &dyn Fn(&str) -> Kind,
-    classify_path: &dyn Fn(&str) -> Kind,
+    wanted: &dyn Fn(usize, usize) -> bool,
 ) -> gimli::Result<Vec<(usize, usize, Kind)>> {
     let string = |unit: &gimli::Unit<Slice<'_>>, v: Option<AttributeValue<Slice<'_>>>| {
         v.and_then(|v| dwarf.attr_string(unit, v).ok())
@@ -129,6 +132,20 @@ fn collect(
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
         let unit = dwarf.unit(header)?;
+        // Skip units without preemptible code (see `inline_ranges`).
+        let mut root = unit.entries();
+        let Some(cu) = root.next_dfs()? else { continue };
+        let mut cu_ranges = dwarf.die_ranges(&unit, cu)?;
+        let mut any = false;
+        while let Some(r) = cu_ranges.next()? {
+            if r.end > r.begin && wanted(r.begin as usize, r.end as usize) {
+                any = true;
+                break;
+            }
+        }
+        if !any {
+            continue;
+        }
         // Kinds of the line program's files, by index.
         let mut files: HashMap<u64, Kind> = HashMap::new();
         let file_kind_of = |files: &mut HashMap<u64, Kind>,
@@ -205,58 +222,24 @@ fn collect(
         }
     }
     rows.sort_by_key(|r| r.0);
-    // Pass 2: the kind of each copied function by name: its linkage name,
-    // or for functions without one (closures) its path, the enclosing
-    // namespaces' names and its own. `line-tables-only` DWARF has neither
-    // (bare names such as `lock`): the file kinds above decide then.
-    let mut kinds: HashMap<DebugInfoOffset, Option<Kind>> = HashMap::with_capacity(origins.len());
-    let mut units = dwarf.units();
-    while let Some(header) = units.next()? {
-        let unit = dwarf.unit(header)?;
-        let mut entries = unit.entries();
-        // The namespaces enclosing the current entry: (depth, name).
-        let mut path: Vec<(isize, String)> = Vec::new();
-        while let Some(entry) = entries.next_dfs()? {
-            let depth = entry.depth();
-            while path.last().is_some_and(|p| p.0 >= depth) {
-                path.pop();
-            }
-            if entry.tag() == gimli::DW_TAG_namespace {
-                let name = string(&unit, entry.attr_value(gimli::DW_AT_name));
-                path.push((depth, name.unwrap_or_default()));
-                continue;
-            }
-            let Some(off) = entry.offset().to_debug_info_offset(&unit.header) else {
-                continue;
-            };
-            if !origins.contains(&off) {
-                continue;
-            }
-            let kind = if let Some(l) = string(&unit, entry.attr_value(gimli::DW_AT_linkage_name)) {
-                Some(classify(&l))
-            } else if let Some(n) = string(&unit, entry.attr_value(gimli::DW_AT_name)) {
-                if !path.is_empty() {
-                    let mut full = String::new();
-                    for (_, p) in &path {
-                        full.push_str(p);
-                        full.push_str("::");
-                    }
-                    full.push_str(&n);
-                    Some(classify_path(&full))
-                } else if n.starts_with("catch_unwind") || n.starts_with("do_call") {
-                    // A bare name: std's `catch_unwind` and its `do_call`,
-                    // which hold a goroutine's closure (inlined into
-                    // `Packet::run`), are entry frames as in `symbols`.
-                    Some(Kind::Entry)
-                } else {
-                    // Otherwise only the allocator shims' are telling.
-                    Some(classify(&n)).filter(|&k| k == Kind::Alloc)
-                }
-            } else {
-                None
-            };
-            kinds.insert(off, kind);
+    // The kind of each copied function by name, read directly at its
+    // offset: its linkage name (full debuginfo, closures included), or
+    // one level of DW_AT_specification for a declaration's. With
+    // `line-tables-only` there are only bare names (`lock`), which say
+    // little: the file kinds above decide then.
+    let mut starts: Vec<(usize, gimli::UnitHeader<Slice<'_>>)> = Vec::new();
+    let mut hs = dwarf.units();
+    while let Some(h) = hs.next()? {
+        if let Some(o) = h.debug_info_offset() {
+            starts.push((o.0, h));
         }
+    }
+    starts.sort_by_key(|u| u.0);
+    let mut parsed: HashMap<usize, gimli::Unit<Slice<'_>>> = HashMap::new();
+    let mut kinds: HashMap<DebugInfoOffset, Option<Kind>> = HashMap::with_capacity(origins.len());
+    for off in origins {
+        let kind = name_kind(dwarf, &starts, &mut parsed, off, 0, classify)?;
+        kinds.insert(off, kind);
     }
     // A copy is unsafe if its name or its body's file says so; one with
     // neither (a leaf copy without a name) is judged by the line table
@@ -288,4 +271,55 @@ fn collect(
         out.push((lo, hi, kind));
     }
     Ok(out)
+}
+
+/// The kind of the function whose DIE is at `off`, by its name (see
+/// `collect`); `None` if the name does not tell.
+fn name_kind<'a>(
+    dwarf: &gimli::Dwarf<Slice<'a>>,
+    starts: &[(usize, gimli::UnitHeader<Slice<'a>>)],
+    parsed: &mut HashMap<usize, gimli::Unit<Slice<'a>>>,
+    off: DebugInfoOffset,
+    depth: u32,
+    classify: &dyn Fn(&str) -> Kind,
+) -> gimli::Result<Option<Kind>> {
+    let i = starts.partition_point(|u| u.0 <= off.0);
+    let Some((start, header)) = i.checked_sub(1).map(|j| &starts[j]) else {
+        return Ok(None);
+    };
+    if !parsed.contains_key(start) {
+        parsed.insert(*start, dwarf.unit(*header)?);
+    }
+    let unit = &parsed[start];
+    let Some(uoff) = off.to_unit_offset(&unit.header) else {
+        return Ok(None);
+    };
+    let entry = unit.entry(uoff)?;
+    let string = |v: Option<AttributeValue<Slice<'a>>>| {
+        v.and_then(|v| dwarf.attr_string(unit, v).ok())
+            .and_then(|s| std::str::from_utf8(s.slice()).ok().map(str::to_owned))
+    };
+    if let Some(l) = string(entry.attr_value(gimli::DW_AT_linkage_name)) {
+        return Ok(Some(classify(&l)));
+    }
+    let spec = match entry.attr_value(gimli::DW_AT_specification) {
+        Some(AttributeValue::UnitRef(o)) => o.to_debug_info_offset(&unit.header),
+        Some(AttributeValue::DebugInfoRef(o)) => Some(o),
+        _ => None,
+    };
+    let name = string(entry.attr_value(gimli::DW_AT_name));
+    if let (Some(spec), 0) = (spec, depth) {
+        return name_kind(dwarf, starts, parsed, spec, 1, classify);
+    }
+    Ok(name.and_then(|n| {
+        if n.starts_with("catch_unwind") || n.starts_with("do_call") {
+            // std's `catch_unwind` and its `do_call`, which hold a
+            // goroutine's closure (inlined into `Packet::run`), are entry
+            // frames as in `symbols`.
+            Some(Kind::Entry)
+        } else {
+            // Otherwise only the allocator shims' bare names are telling.
+            Some(classify(&n)).filter(|&k| k == Kind::Alloc)
+        }
+    }))
 }

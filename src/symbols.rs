@@ -32,9 +32,10 @@
 //! preemption stays off: cooperative checks still work. Keep `.symtab`
 //! (`strip = "debuginfo"` does) to have both.
 
-use once_cell::sync::OnceCell;
 use std::ffi::c_void;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -66,26 +67,69 @@ struct CodeMap {
     trusted: bool,
 }
 
-static MAP: OnceCell<CodeMap> = OnceCell::new();
+/// The current map: published once from the symbol table alone, then
+/// again with the DWARF inline ranges (maps are leaked, never freed, so a
+/// signal handler may keep reading an older one).
+static MAP: AtomicPtr<CodeMap> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Builds the map (once; slow: reads and demangles the symbol table).
-/// Returns whether async preemption can use it.
+impl CodeMap {
+    fn usable(&self) -> bool {
+        self.trusted && !self.ranges.is_empty()
+    }
+}
+
+fn map() -> Option<&'static CodeMap> {
+    // SAFETY: MAP is null or points to a leaked, never-mutated CodeMap.
+    unsafe { MAP.load(Ordering::Acquire).as_ref() }
+}
+
+fn publish(m: CodeMap) -> &'static CodeMap {
+    let m: &'static CodeMap = Box::leak(Box::new(m));
+    MAP.store(m as *const CodeMap as *mut CodeMap, Ordering::Release);
+    m
+}
+
+/// Builds the map (once; slow: demangles the symbol table, then reads the
+/// DWARF) and returns whether async preemption can use it.
 pub(crate) fn init() -> bool {
-    let map = MAP.get_or_init(|| {
+    init_staged(&|| {})
+}
+
+/// `init`, calling `ready` as soon as the map can be used: right after the
+/// symbol table if that can be trusted alone (the DWARF refines it later;
+/// in a large debug build reading DWARF takes seconds), else once the
+/// DWARF is in (fat LTO).
+pub(crate) fn init_staged(ready: &dyn Fn()) -> bool {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
         prime_unwinder();
-        load().unwrap_or(CodeMap {
+        let mut readied = false;
+        let full = load(&mut |m| {
+            if publish(m).usable() {
+                ready();
+                readied = true;
+            }
+        });
+        let m = publish(full.unwrap_or(CodeMap {
             ranges: Vec::new(),
             inlined: Vec::new(),
             trusted: false,
-        })
-    });
-    map.trusted && !map.ranges.is_empty()
+        }));
+        if m.usable() && !readied {
+            ready();
+        }
+        *built = true;
+    } else if map().is_some_and(CodeMap::usable) {
+        ready();
+    }
+    map().is_some_and(CodeMap::usable)
 }
 
 /// The kind of the code at `pc`: its function's, unless `pc` lies in an
 /// inlined copy of code that is not preemptible. Async-signal-safe.
 pub(crate) fn kind_of(pc: usize) -> Kind {
-    let Some(map) = MAP.get() else {
+    let Some(map) = map() else {
         return Kind::Foreign;
     };
     let kind = lookup(&map.ranges, pc).unwrap_or(Kind::Foreign);
@@ -113,7 +157,7 @@ fn lookup(r: &[(usize, usize, Kind)], pc: usize) -> Option<Kind> {
 /// inlined copies of code that is not preemptible.
 pub(crate) fn report() -> String {
     init();
-    let Some(map) = MAP.get() else {
+    let Some(map) = map() else {
         return "no code map".into();
     };
     let mut by_kind: Vec<(Kind, usize)> = Vec::new();
@@ -375,7 +419,7 @@ const STB_LOCAL: u8 = 0;
 
 const SHF_COMPRESSED: u64 = 0x800;
 
-fn load() -> Option<CodeMap> {
+fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     let bias = exe_load_bias()?;
     let f = std::fs::File::open("/proc/self/exe").ok()?;
     let read = |off: u64, len: usize| -> Option<Vec<u8>> {
@@ -491,16 +535,28 @@ fn load() -> Option<CodeMap> {
         }
         merged.push(r);
     }
+    stage1(CodeMap {
+        ranges: merged.clone(),
+        inlined: Vec::new(),
+        trusted: std_globals > 0,
+    });
     // Without DWARF the map cannot see std code inlined into the
     // program's functions. Fat LTO inlines std's `println!` machinery
     // (stdout's per-thread lock) into them: no async preemption there
     // (cooperative checks still work). Without LTO only std's `#[inline]`
     // and generic code can be inlined (README, Hazards).
-    let (inlined, trusted) =
-        match crate::dwarf::inline_ranges(&named, &classify, &classify_demangled) {
-            crate::dwarf::Inline::Ranges(r) => (union(r, bias), true),
-            crate::dwarf::Inline::Absent => (Vec::new(), std_globals > 0),
-        };
+    let wanted = |lo: usize, hi: usize| {
+        let (lo, hi) = (lo + bias, hi + bias);
+        let i = merged.partition_point(|r| r.1 <= lo);
+        merged[i..]
+            .iter()
+            .take_while(|r| r.0 < hi)
+            .any(|r| r.2.preemptible())
+    };
+    let (inlined, trusted) = match crate::dwarf::inline_ranges(&named, &classify, &wanted) {
+        crate::dwarf::Inline::Ranges(r) => (union(r, bias), true),
+        crate::dwarf::Inline::Absent => (Vec::new(), std_globals > 0),
+    };
     Some(CodeMap {
         ranges: merged,
         inlined,
