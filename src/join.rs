@@ -155,6 +155,24 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 /// Callable from a goroutine or from any thread once the runtime runs
 /// (inside `gort::run`, or after `Builder::start`).
 ///
+/// `f` may be preempted by signal in its own code and resumed on another
+/// OS thread (never inside std, the allocator or while unwinding; see the
+/// crate page's *Preemption hazards*). State tied to the OS thread that `f`
+/// holds across work needs [`preempt::disable`](crate::preempt::disable)
+/// or [`lock_os_thread`](crate::lock_os_thread):
+///
+/// ```no_run
+/// gort::run(|| {
+///     gort::spawn(|| {
+///         let _np = gort::preempt::disable();
+///         std::thread_local!(static N: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+///         N.with(|n| n.set(n.get() + 1)); // same thread throughout
+///     })
+///     .join()
+///     .unwrap();
+/// });
+/// ```
+///
 /// # Panics
 /// If the runtime has not been started: there would be nothing to run the
 /// goroutine.
