@@ -180,43 +180,81 @@ fn collect(
         }
         let lp_header = unit.line_program.as_ref().map(|lp| lp.header().clone());
         // Open inlined copies enclosing the current entry: (depth, copy).
+        // Read raw: only inlined subroutines' attributes are parsed (a
+        // large debug build has millions of other entries).
         let mut open: Vec<(isize, usize)> = Vec::new();
-        let mut entries = unit.entries();
-        while let Some(entry) = entries.next_dfs()? {
-            let depth = entry.depth();
+        let mut raw = unit.entries_raw(None)?;
+        while !raw.is_empty() {
+            let depth = raw.next_depth();
+            let Some(abbrev) = raw.read_abbreviation()? else {
+                continue;
+            };
             while open.last().is_some_and(|o| o.0 >= depth) {
                 open.pop();
             }
-            if entry.tag() != gimli::DW_TAG_inlined_subroutine {
+            if abbrev.tag() != gimli::DW_TAG_inlined_subroutine {
+                raw.skip_attributes(abbrev.attributes())?;
                 continue;
             }
-            // Where this call is, is the body of the copy enclosing it.
-            if let (Some(&(_, parent)), Some(lp)) = (open.last(), lp_header.as_ref()) {
-                if let Some(AttributeValue::FileIndex(idx)) =
-                    entry.attr_value(gimli::DW_AT_call_file)
-                {
-                    let k = file_kind_of(&mut files, lp, idx).unwrap_or(Kind::Foreign);
-                    let body = &mut copies[parent].body;
-                    if body.is_none_or(|b| b.preemptible()) {
-                        *body = Some(k);
+            let (mut low, mut high, mut size, mut ranges_at) = (None, None, None, None);
+            let (mut origin, mut call_file) = (None, None);
+            for spec in abbrev.attributes() {
+                let attr = raw.read_attribute(*spec)?;
+                match attr.name() {
+                    gimli::DW_AT_low_pc => low = dwarf.attr_address(&unit, attr.value())?,
+                    gimli::DW_AT_high_pc => match attr.value() {
+                        AttributeValue::Addr(_) | AttributeValue::DebugAddrIndex(_) => {
+                            high = dwarf.attr_address(&unit, attr.value())?
+                        }
+                        _ => size = attr.udata_value(),
+                    },
+                    gimli::DW_AT_ranges => {
+                        ranges_at = dwarf.attr_ranges_offset(&unit, attr.value())?
                     }
+                    gimli::DW_AT_abstract_origin => {
+                        origin = match attr.value() {
+                            AttributeValue::UnitRef(o) => o.to_debug_info_offset(&unit.header),
+                            AttributeValue::DebugInfoRef(o) => Some(o),
+                            _ => None,
+                        }
+                    }
+                    gimli::DW_AT_call_file => {
+                        if let AttributeValue::FileIndex(i) = attr.value() {
+                            call_file = Some(i);
+                        }
+                    }
+                    _ => {}
                 }
             }
-            let origin = match entry.attr_value(gimli::DW_AT_abstract_origin) {
-                Some(AttributeValue::UnitRef(o)) => o.to_debug_info_offset(&unit.header),
-                Some(AttributeValue::DebugInfoRef(o)) => Some(o),
-                _ => None,
-            };
+            // Where this call is, is the body of the copy enclosing it.
+            if let (Some(&(_, parent)), Some(lp), Some(idx)) =
+                (open.last(), lp_header.as_ref(), call_file)
+            {
+                let k = file_kind_of(&mut files, lp, idx).unwrap_or(Kind::Foreign);
+                let body = &mut copies[parent].body;
+                if body.is_none_or(|b| b.preemptible()) {
+                    *body = Some(k);
+                }
+            }
             if let Some(o) = origin {
                 origins.insert(o);
             }
             let id = copies.len();
             copies.push(Copy { origin, body: None });
             open.push((depth, id));
-            let mut rs = dwarf.die_ranges(&unit, entry)?;
-            while let Some(r) = rs.next()? {
-                if r.end > r.begin {
-                    ranges.push((r.begin as usize, r.end as usize, id));
+            if let (Some(lo), Some(hi)) =
+                (low, high.or_else(|| size.and_then(|n| low.map(|l| l + n))))
+            {
+                if hi > lo {
+                    ranges.push((lo as usize, hi as usize, id));
+                }
+            }
+            if let Some(at) = ranges_at {
+                let mut rs = dwarf.ranges(&unit, at)?;
+                while let Some(r) = rs.next()? {
+                    if r.end > r.begin {
+                        ranges.push((r.begin as usize, r.end as usize, id));
+                    }
                 }
             }
         }
