@@ -440,8 +440,18 @@ fn foreign_stack_is_neither_an_overflow_nor_preempted() {
 extern "C" fn on_foreign_stack(arg: *mut u8) {
     // SAFETY: arg is the &AtomicBool passed by run_on_stack's caller.
     let stop = unsafe { &*(arg as *const AtomicBool) };
+    let count = || {
+        let s = gort::stats();
+        s.preempted_async + s.preempted_cooperative
+    };
+    let before = count();
     spin_checked(stop);
+    ON_FOREIGN_STACK.store(count() - before, Ordering::SeqCst);
 }
+
+/// Preemptions counted while the spinner ran on the foreign stack.
+#[cfg(target_arch = "x86_64")]
+static ON_FOREIGN_STACK: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Calls `f(arg)` with the stack pointer at `top` (16-aligned).
 #[cfg(target_arch = "x86_64")]
@@ -486,7 +496,6 @@ fn child_foreign_stack() {
     };
     assert_ne!(base, libc::MAP_FAILED);
     let top = base as usize + SIZE;
-    let before = gort::stats();
     // The spinner runs on the mapping, calling the cooperative check: it
     // must not be called an overflow, nor be preempted there (the stop
     // flag comes from a timer thread, as no goroutine can run meanwhile).
@@ -507,9 +516,13 @@ fn child_foreign_stack() {
     });
     assert!(spun);
     let after = gort::stats();
+    assert!(
+        after.preempt_requests > 0,
+        "no preemption was asked: {after:?}"
+    );
     assert_eq!(
-        after.preempted_async + after.preempted_cooperative,
-        before.preempted_async + before.preempted_cooperative,
+        ON_FOREIGN_STACK.load(Ordering::SeqCst),
+        0,
         "preempted on a foreign stack: {after:?}"
     );
     println!("FOREIGN STACK OK");
