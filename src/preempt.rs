@@ -15,11 +15,12 @@
 //!    stack overflow; a request makes it `STACK_PREEMPT`, above any stack
 //!    address, so the same comparison fails and `morestack` yields.
 //! 2. **Asynchronous.** The SIGURG handler checks `want_async_preempt` and
-//!    `is_async_safe_point` and rewrites the signal context so the goroutine
-//!    enters the asm trampoline, which saves every register and calls
-//!    `gort_async_preempt2`. That walks the goroutine's frames (see
-//!    `symbols`) and yields only if none of them is code that may hold
-//!    thread-affine state; otherwise the request stays pending.
+//!    `is_async_safe_point` — which walks the goroutine's frames from the
+//!    signal stack, through the kernel's signal frame (see `symbols`), and
+//!    refuses if any is code that may hold thread-affine state — and then
+//!    rewrites the signal context so the goroutine enters the asm
+//!    trampoline, which saves every register and calls
+//!    `gort_async_preempt2` to yield. Refused requests stay pending.
 //!
 //! # Safe points (DESIGN §8)
 //!
@@ -27,9 +28,12 @@
 //! gort's own code), a goroutine inside `preempt::disable`, a goroutine in
 //! `syscall::blocking`, code outside the executable's own text (libc,
 //! the vDSO, ld.so), code in `std` (its stdout lock is reentrant per thread,
-//! its `thread_local!` accessors hand out per-thread references, its
-//! allocator paths call into libc), non-Rust code linked into the program,
-//! and a goroutine without `ASYNC_PREEMPT_STACK_NEED` bytes of stack left.
+//! its `thread_local!` accessors hand out per-thread references) including
+//! std code inlined into user functions (found through DWARF), the global
+//! allocator, non-Rust code linked into the program, a goroutine that is
+//! unwinding a panic (`std::thread::panicking()`), one whose sp is not on
+//! its own stack, and one without `ASYNC_PREEMPT_STACK_NEED` bytes of stack
+//! left.
 //! A request that cannot be served stays pending: the next cooperative check
 //! serves it, and sysmon re-sends the signal while the goroutine keeps its
 //! processor (at most one signal in flight per M).
