@@ -34,6 +34,10 @@ pub(crate) const G_DEAD: u32 = 4;
 /// In `syscall::blocking`: off its P, which sysmon may hand to another M.
 pub(crate) const G_SYSCALL: u32 = 5;
 
+/// The end of the demangled name of a `Task::run` implementation (see
+/// `join::PACKET_PREFIX`).
+pub(crate) const TASK_RUN_SUFFIX: &str = concat!(" as ", module_path!(), "::Task>::run");
+
 /// What a goroutine runs: the spawned closure plus its result slot.
 /// `run` never unwinds (the packet catches panics).
 pub(crate) trait Task: Send + Sync {

@@ -33,6 +33,12 @@ const DONE: usize = 1;
 #[derive(Debug)]
 pub struct Exit;
 
+/// How the code map (`symbols`) recognises `Packet::run`, the frame under
+/// every goroutine's closure (which optimised builds inline into it): the
+/// demangled names of its instances start with this and end with
+/// `g::TASK_RUN_SUFFIX`.
+pub(crate) const PACKET_PREFIX: &str = concat!("<", module_path!(), "::Packet<");
+
 struct Packet<F, T> {
     state: AtomicUsize,
     f: UnsafeCell<Option<F>>,
@@ -152,6 +158,24 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 ///
 /// Callable from a goroutine or from any thread once the runtime runs
 /// (inside `gort::run`, or after `Builder::start`).
+///
+/// `f` may be preempted by signal in its own code and resumed on another
+/// OS thread (never inside std, the allocator or while unwinding; see the
+/// crate page's *Preemption hazards*). State tied to the OS thread that `f`
+/// holds across work needs [`preempt::disable`](crate::preempt::disable)
+/// or [`lock_os_thread`](crate::lock_os_thread):
+///
+/// ```no_run
+/// gort::run(|| {
+///     gort::spawn(|| {
+///         let _np = gort::preempt::disable();
+///         std::thread_local!(static N: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+///         N.with(|n| n.set(n.get() + 1)); // same thread throughout
+///     })
+///     .join()
+///     .unwrap();
+/// });
+/// ```
 ///
 /// # Panics
 /// If the runtime has not been started: there would be nothing to run the

@@ -11,6 +11,38 @@
 //! });
 //! assert_eq!(sum, 999_000);
 //! ```
+//!
+//! # Preemption hazards
+//!
+//! A goroutine may be stopped by signal anywhere in your own code and
+//! resumed on another OS thread. gort never stops it inside std, the
+//! global allocator, gort, non-Rust code, while it unwinds a panic, or on
+//! a stack that is not its own, and finds std code inlined into your
+//! functions through DWARF — build LTO programs with
+//! `debug = "line-tables-only"`, or a fat-LTO binary gets cooperative
+//! preemption only. What it cannot know is per-thread state that *your*
+//! code holds across work: a `thread_local!` reference, or a thread-keyed
+//! lock such as stdout's. Keep such sections unpreempted:
+//!
+//! ```no_run
+//! use std::io::Write;
+//! gort::run(|| {
+//!     gort::spawn(|| {
+//!         // stdout's lock is reentrant per OS thread: held across a
+//!         // preemption, another goroutine on this thread could enter it.
+//!         let _np = gort::preempt::disable();
+//!         let mut out = std::io::stdout().lock();
+//!         for i in 0..1000 {
+//!             writeln!(out, "{i}").unwrap();
+//!         }
+//!     })
+//!     .join()
+//!     .unwrap();
+//! });
+//! ```
+//!
+//! The README's *Hazards* section has the full list (blocking in a Drop
+//! during unwinding, `std::sync::Mutex`, stack needs of `RUST_BACKTRACE`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -19,6 +51,7 @@ use std::sync::atomic::Ordering;
 mod arch;
 pub mod chan;
 mod deadlock;
+mod dwarf;
 mod fd;
 mod g;
 pub mod io;
@@ -63,8 +96,16 @@ pub use syscall::{lock_os_thread, unlock_os_thread};
 /// Yields the processor so other goroutines can run (Go's
 /// `runtime.Gosched`). The current goroutine goes to the back of its run
 /// queue. Outside a goroutine it yields the OS thread.
+#[inline(never)]
 pub fn yield_now() {
     sched::gosched()
+}
+
+/// A summary of the code map that decides where goroutines may be
+/// preempted by signal (for measurements; not a stable API).
+#[doc(hidden)]
+pub fn __code_map_report() -> String {
+    symbols::report()
 }
 
 /// The id of the current goroutine (ids start at 1 and are never reused),

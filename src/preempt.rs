@@ -15,11 +15,12 @@
 //!    stack overflow; a request makes it `STACK_PREEMPT`, above any stack
 //!    address, so the same comparison fails and `morestack` yields.
 //! 2. **Asynchronous.** The SIGURG handler checks `want_async_preempt` and
-//!    `is_async_safe_point` and rewrites the signal context so the goroutine
-//!    enters the asm trampoline, which saves every register and calls
-//!    `gort_async_preempt2`. That walks the goroutine's frames (see
-//!    `symbols`) and yields only if none of them is code that may hold
-//!    thread-affine state; otherwise the request stays pending.
+//!    `is_async_safe_point` — which walks the goroutine's frames from the
+//!    signal stack, through the kernel's signal frame (see `symbols`), and
+//!    refuses if any is code that may hold thread-affine state — and then
+//!    rewrites the signal context so the goroutine enters the asm
+//!    trampoline, which saves every register and calls
+//!    `gort_async_preempt2` to yield. Refused requests stay pending.
 //!
 //! # Safe points (DESIGN §8)
 //!
@@ -27,9 +28,12 @@
 //! gort's own code), a goroutine inside `preempt::disable`, a goroutine in
 //! `syscall::blocking`, code outside the executable's own text (libc,
 //! the vDSO, ld.so), code in `std` (its stdout lock is reentrant per thread,
-//! its `thread_local!` accessors hand out per-thread references, its
-//! allocator paths call into libc), non-Rust code linked into the program,
-//! and a goroutine without `ASYNC_PREEMPT_STACK_NEED` bytes of stack left.
+//! its `thread_local!` accessors hand out per-thread references) including
+//! std code inlined into user functions (found through DWARF), the global
+//! allocator, non-Rust code linked into the program, a goroutine that is
+//! unwinding a panic (`std::thread::panicking()`), one whose sp is not on
+//! its own stack, and one without `ASYNC_PREEMPT_STACK_NEED` bytes of stack
+//! left.
 //! A request that cannot be served stays pending: the next cooperative check
 //! serves it, and sysmon re-sends the signal while the goroutine keeps its
 //! processor (at most one signal in flight per M).
@@ -85,11 +89,22 @@ fn morestack(sp: usize) {
     // SAFETY: the running G is alive while it runs.
     let g = unsafe { &*gp };
     if let Some(stack) = g.stack.get() {
-        if sp < stack.lo + STACK_GUARD_MARGIN {
+        // Only an sp inside this goroutine's guard range or the margin
+        // above it is an overflow: code may run on a stack of its own
+        // (the `stacker` crate), anywhere in memory.
+        if sp >= stack.lo - crate::stack::GUARD_SIZE && sp < stack.lo + STACK_GUARD_MARGIN {
             crate::signal::report_overflow(g.id(), stack.hi - stack.lo, sp);
         }
     }
-    if g.preempt.load(Ordering::Acquire) && can_preempt(mp, g) {
+    // Not on a foreign stack (code running on a stack of its own, such as
+    // the `stacker` crate's, may keep its stack bounds in a thread-local),
+    // and not while unwinding (see `is_async_safe_point`).
+    let own_stack = g.stack.get().is_none_or(|s| sp > s.lo && sp <= s.hi);
+    if g.preempt.load(Ordering::Acquire)
+        && can_preempt(mp, g)
+        && own_stack
+        && !std::thread::panicking()
+    {
         COOPERATIVE.fetch_add(1, Ordering::Relaxed);
         gopreempt();
     }
@@ -126,8 +141,14 @@ pub(crate) fn preempt_one(mp: &M, async_ok: bool) -> bool {
         // never exit); it is only ever accessed as a whole word.
         unsafe { std::ptr::write_volatile(slot, STACK_PREEMPT) };
     }
-    if async_ok && !mp.signal_pending.swap(true, Ordering::AcqRel) {
-        crate::signal::tgkill_preempt(mp);
+    if async_ok {
+        if !mp.signal_pending.swap(true, Ordering::AcqRel) {
+            crate::signal::tgkill_preempt(mp);
+        } else {
+            // The last signal was never taken by our handler: maybe
+            // someone replaced it (falls back to cooperative checks).
+            crate::signal::check_sigurg_handler();
+        }
     }
     !repeat
 }
@@ -178,8 +199,11 @@ pub(crate) fn want_async_preempt(mp: &M, g: &G) -> bool {
     crate::sched::async_preempt_enabled() && g.preempt.load(Ordering::Acquire) && can_preempt(mp, g)
 }
 
-/// Handler side: whether the interrupted `pc`/`sp` of `g` allow injecting
-/// the trampoline (the full frame walk happens in the trampoline).
+/// Handler side (on the signal stack): whether the goroutine `g`,
+/// interrupted at `pc`/`sp`, may be stopped there: it runs on its own stack
+/// with room for the trampoline, is not unwinding a panic, and every frame
+/// from `pc` down to its entry is code that may be preempted (the frame
+/// walk in `symbols`). The trampoline then only saves state and yields.
 pub(crate) fn is_async_safe_point(g: &G, pc: usize, sp: usize) -> bool {
     let Some(stack) = g.stack.get() else {
         return false;
@@ -187,10 +211,17 @@ pub(crate) fn is_async_safe_point(g: &G, pc: usize, sp: usize) -> bool {
     if sp <= stack.lo || sp > stack.hi || sp - stack.lo < arch::ASYNC_PREEMPT_STACK_NEED {
         return false;
     }
-    if arch::in_trampoline(pc) {
+    if arch::in_trampoline(pc) || !crate::symbols::pc_is_preemptible(pc) {
         return false;
     }
-    crate::symbols::pc_is_preemptible(pc)
+    // A goroutine that is unwinding runs landing pads (user code) with
+    // std's per-thread panic count raised: it must finish on this M.
+    // (`panicking` reads an atomic, and a const thread-local only if a
+    // panic is in progress somewhere: no allocation, no lock.)
+    if std::thread::panicking() {
+        return false;
+    }
+    crate::symbols::interrupted_stack_is_preemptible(pc, stack.hi - stack.lo)
 }
 
 /// Called by the trampoline on the goroutine's stack with every register of
@@ -212,9 +243,10 @@ extern "C" fn gort_async_preempt2(area: *mut u8) -> *mut u8 {
     }
     // SAFETY: the running G is alive.
     let g = unsafe { &*gp };
-    let ok = g.preempt.load(Ordering::Acquire)
-        && g.preempt_off.get() == 0
-        && crate::symbols::stack_is_preemptible();
+    // The handler walked the frames just before this (same thread, no
+    // goroutine code ran in between); the runtime state may not have
+    // changed either, but re-checking it costs nothing.
+    let ok = g.preempt.load(Ordering::Acquire) && g.preempt_off.get() == 0;
     if !ok {
         REJECTED.fetch_add(1, Ordering::Relaxed);
         return area;

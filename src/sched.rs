@@ -1051,7 +1051,8 @@ pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> 
 }
 
 /// Where every goroutine starts, on its own stack (called by gort_gstart).
-unsafe extern "C" fn goroutine_entry(arg: *mut u8) -> ! {
+/// The code map finds it by address (`symbols`): an entry frame.
+pub(crate) unsafe extern "C" fn goroutine_entry(arg: *mut u8) -> ! {
     let gp = arg as *mut G;
     // SAFETY: the G runs on this stack and owns its task slot.
     let task = unsafe { (*(*gp).task.get()).take() };
@@ -1066,6 +1067,14 @@ unsafe extern "C" fn goroutine_entry(arg: *mut u8) -> ! {
 
 /// Switches from the current goroutine to its M's g0, which then carries
 /// out `after`. Returns when the goroutine is resumed (maybe on another M).
+///
+/// Never inlined: between `getm` and the switch, `mp` must stay this
+/// thread's M. Inlined into a user function (fat LTO inlines across
+/// crates), that window would carry the user function's symbol, and an
+/// asynchronous preemption there would resume the goroutine on another M
+/// and switch onto the old M's g0 stack. Out of line it is gort's code,
+/// which is never preempted.
+#[inline(never)]
 pub(crate) fn mcall(after: After) {
     let mp = getm().expect("mcall outside an M");
     let gp = mp.curg();
@@ -1087,6 +1096,7 @@ pub(crate) fn getg() -> *mut G {
 
 /// Yields the processor: the current goroutine goes to the back of its P's
 /// run queue. Outside a goroutine, yields the OS thread.
+#[inline(never)]
 pub(crate) fn gosched() {
     let gp = getg();
     // SAFETY: the current G is alive while it runs.

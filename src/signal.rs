@@ -213,6 +213,36 @@ extern "C" fn sigurg_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: 
     }
 }
 
+/// Called by sysmon when a preemption signal it sent earlier is still
+/// pending (our handler clears the flag on arrival, whether or not it
+/// preempts): if a handler installed after ours took SIGURG without
+/// passing it on, says so once on stderr and turns async preemption off
+/// for good, so preemption falls back to cooperative checks and
+/// `stats().async_preempt` reads false. (A foreign handler that calls the
+/// one it replaced keeps everything working and is not reported.)
+pub(crate) fn check_sigurg_handler() {
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    // SAFETY: zeroed sigaction is valid; a null new action only queries.
+    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid (or null) for the call.
+    if unsafe { libc::sigaction(libc::SIGURG, std::ptr::null(), &mut cur) } != 0 {
+        return;
+    }
+    if cur.sa_sigaction == sigurg_handler as *const () as usize {
+        return;
+    }
+    if let Some(s) = crate::sched::try_sched() {
+        s.async_preempt.store(false, Ordering::Release);
+    }
+    if !REPORTED.swap(true, Ordering::AcqRel) {
+        write_stderr(
+            b"gort: another SIGURG handler replaced gort's and does not call it: \
+              asynchronous preemption is off; goroutines are preempted only at \
+              cooperative checks (gort::preempt::check, #[gort::preemptible])\n",
+        );
+    }
+}
+
 /// Passes a signal to a previously installed handler (nothing for the
 /// default or ignore dispositions: SIGURG's default is to ignore).
 fn forward(

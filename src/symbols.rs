@@ -9,7 +9,8 @@
 //! |-----------|-------------------------------------------------------|----------|
 //! | `User`    | the program's own Rust code, other crates, core, alloc | yes      |
 //! | `Entry`   | the frames under every goroutine: `gort_gstart`, the goroutine entry, `catch_unwind` | yes (they only wait for the code above) |
-//! | `Std`     | anything naming `std` (stdout's per-thread reentrant lock, `thread_local!` accessors, allocator glue, panics) | no |
+//! | `Std`     | anything naming `std` (stdout's per-thread reentrant lock, `thread_local!` accessors, panics) | no |
+//! | `Alloc`   | the global allocator: `GlobalAlloc` impls, `__rust_alloc*`, `__rg_*`, `__rdl_*` (a Rust allocator may hold a spin lock) | no |
 //! | `Runtime` | gort's own code                                       | no       |
 //! | `Foreign` | non-Rust code in the executable, unknown addresses    | no       |
 //!
@@ -31,21 +32,25 @@
 //! preemption stays off: cooperative checks still work. Keep `.symtab`
 //! (`strip = "debuginfo"` does) to have both.
 
-use once_cell::sync::OnceCell;
 use std::ffi::c_void;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     User,
     Entry,
     Std,
+    /// The global allocator: `GlobalAlloc` methods and rustc's allocator
+    /// shims (`__rust_alloc`, `__rg_*`, `__rdl_*`).
+    Alloc,
     Runtime,
     Foreign,
 }
 
 impl Kind {
-    fn preemptible(self) -> bool {
+    pub(crate) fn preemptible(self) -> bool {
         matches!(self, Kind::User | Kind::Entry)
     }
 }
@@ -54,35 +59,131 @@ impl Kind {
 struct CodeMap {
     /// (start, end, kind), sorted by start.
     ranges: Vec<(usize, usize, Kind)>,
+    /// Sorted, non-overlapping ranges inside those functions that hold
+    /// inlined copies of code that is not preemptible (from DWARF; see
+    /// `dwarf`), with that code's kind.
+    inlined: Vec<(usize, usize, Kind)>,
+    /// Whether the map can be trusted for async preemption (see `load`).
+    trusted: bool,
 }
 
-static MAP: OnceCell<CodeMap> = OnceCell::new();
+/// The current map: published once from the symbol table alone, then
+/// again with the DWARF inline ranges (maps are leaked, never freed, so a
+/// signal handler may keep reading an older one).
+static MAP: AtomicPtr<CodeMap> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Builds the map (once; slow: reads and demangles the symbol table).
-/// Returns whether async preemption can use it.
+impl CodeMap {
+    fn usable(&self) -> bool {
+        self.trusted && !self.ranges.is_empty()
+    }
+}
+
+fn map() -> Option<&'static CodeMap> {
+    // SAFETY: MAP is null or points to a leaked, never-mutated CodeMap.
+    unsafe { MAP.load(Ordering::Acquire).as_ref() }
+}
+
+fn publish(m: CodeMap) -> &'static CodeMap {
+    let m: &'static CodeMap = Box::leak(Box::new(m));
+    MAP.store(m as *const CodeMap as *mut CodeMap, Ordering::Release);
+    m
+}
+
+/// Builds the map (once; slow: demangles the symbol table, then reads the
+/// DWARF) and returns whether async preemption can use it.
 pub(crate) fn init() -> bool {
-    let map = MAP.get_or_init(|| CodeMap {
-        ranges: load().unwrap_or_default(),
-    });
-    !map.ranges.is_empty()
+    init_staged(&|| {})
 }
 
-/// The kind of the code at `pc`. Async-signal-safe.
+/// `init`, calling `ready` as soon as the map can be used: right after the
+/// symbol table if that can be trusted alone (the DWARF refines it later;
+/// in a large debug build reading DWARF takes seconds), else once the
+/// DWARF is in (fat LTO).
+pub(crate) fn init_staged(ready: &dyn Fn()) -> bool {
+    static BUILT: Mutex<bool> = Mutex::new(false);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
+        prime_unwinder();
+        let mut readied = false;
+        let full = load(&mut |m| {
+            if publish(m).usable() {
+                ready();
+                readied = true;
+            }
+        });
+        let m = publish(full.unwrap_or(CodeMap {
+            ranges: Vec::new(),
+            inlined: Vec::new(),
+            trusted: false,
+        }));
+        if m.usable() && !readied {
+            ready();
+        }
+        *built = true;
+    } else if map().is_some_and(CodeMap::usable) {
+        ready();
+    }
+    map().is_some_and(CodeMap::usable)
+}
+
+/// The kind of the code at `pc`: its function's, unless `pc` lies in an
+/// inlined copy of code that is not preemptible. Async-signal-safe.
 pub(crate) fn kind_of(pc: usize) -> Kind {
-    let Some(map) = MAP.get() else {
+    let Some(map) = map() else {
         return Kind::Foreign;
     };
-    let r = &map.ranges;
+    let kind = lookup(&map.ranges, pc).unwrap_or(Kind::Foreign);
+    if kind.preemptible() {
+        if let Some(inlined) = lookup(&map.inlined, pc) {
+            return inlined;
+        }
+    }
+    kind
+}
+
+/// The kind of the range in `r` (sorted, non-overlapping) holding `pc`.
+fn lookup(r: &[(usize, usize, Kind)], pc: usize) -> Option<Kind> {
     let i = r.partition_point(|&(start, _, _)| start <= pc);
     if i == 0 {
-        return Kind::Foreign;
+        return None;
     }
     let (start, end, kind) = r[i - 1];
-    if pc >= start && pc < end {
-        kind
-    } else {
-        Kind::Foreign
+    (pc >= start && pc < end).then_some(kind)
+}
+
+/// A summary of the code map, for measuring how much code stays
+/// preemptible (`gort::__code_map_report`; docs/design.md quotes it):
+/// bytes of code by kind, and how many bytes of `User` functions lie in
+/// inlined copies of code that is not preemptible.
+pub(crate) fn report() -> String {
+    init();
+    let Some(map) = map() else {
+        return "no code map".into();
+    };
+    let mut by_kind: Vec<(Kind, usize)> = Vec::new();
+    let mut user_unsafe = 0usize;
+    for &(lo, hi, k) in &map.ranges {
+        match by_kind.iter_mut().find(|e| e.0 == k) {
+            Some(e) => e.1 += hi - lo,
+            None => by_kind.push((k, hi - lo)),
+        }
+        if k == Kind::User {
+            let i = map.inlined.partition_point(|r| r.1 <= lo);
+            for &(a, b, _) in map.inlined[i..].iter().take_while(|r| r.0 < hi) {
+                user_unsafe += b.min(hi) - a.max(lo);
+            }
+        }
     }
+    let user = by_kind
+        .iter()
+        .find(|e| e.0 == Kind::User)
+        .map_or(0, |e| e.1);
+    format!(
+        "trusted for async preemption: {}; bytes by kind: {by_kind:?}; dwarf inline ranges: {}; user bytes in inlined unsafe code: {user_unsafe} of {user} ({:.1}% of user code stays preemptible)",
+        map.trusted,
+        map.inlined.len(),
+        if user == 0 { 0.0 } else { 100.0 * (user - user_unsafe) as f64 / user as f64 },
+    )
 }
 
 /// Handler check on the interrupted pc alone. `Entry` counts: in
@@ -93,7 +194,7 @@ pub(crate) fn pc_is_preemptible(pc: usize) -> bool {
 }
 
 // ---------------------------------------------------------------------------
-// The frame walk (runs in the trampoline, on the goroutine's stack).
+// The frame walk (runs in the SIGURG handler, on the M's signal stack).
 
 #[repr(C)]
 struct UnwindContext {
@@ -109,12 +210,22 @@ extern "C" {
 
 const URC_NO_REASON: libc::c_int = 0;
 const URC_NORMAL_STOP: libc::c_int = 4;
-const MAX_FRAMES: usize = 512;
 
 struct Walk {
-    /// Passed the trampoline frame: frames from here on are the goroutine's.
-    past_trampoline: bool,
+    /// The interrupted pc: the walk starts judging at the frame the
+    /// unwinder marks as a signal frame with exactly this pc.
+    interrupted_pc: usize,
+    /// Passed the kernel's signal frame: frames from here on are the
+    /// goroutine's.
+    past_signal_frame: bool,
+    /// Goroutine frames seen, and the most allowed: a guard against an
+    /// unwinder looping on corrupt CFI, far above any real depth (every
+    /// frame takes at least one word of the stack).
     frames: usize,
+    max_frames: usize,
+    /// The kind of the last goroutine frame seen (the walk must end at the
+    /// goroutine's entry, else the unwinder lost its way).
+    last: Kind,
     verdict: Option<bool>,
 }
 
@@ -127,20 +238,25 @@ extern "C" fn walk_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> libc::c_i
     if ip == 0 {
         return URC_NORMAL_STOP;
     }
+    if !w.past_signal_frame {
+        // The handler's own frames, then the kernel's signal frame
+        // (glibc's __restore_rt, which libgcc unwinds through), then the
+        // interrupted frame: the first one marked as a signal frame
+        // (`before`: its ip is the exact interrupted instruction).
+        if before == 0 || ip != w.interrupted_pc {
+            return URC_NO_REASON;
+        }
+        w.past_signal_frame = true;
+    }
     // A return address points after the call: look up the call itself.
     let pc = if before != 0 { ip } else { ip - 1 };
     w.frames += 1;
-    if w.frames > MAX_FRAMES {
+    if w.frames > w.max_frames {
         w.verdict = Some(false);
         return URC_NORMAL_STOP;
     }
-    if !w.past_trampoline {
-        if crate::arch::in_trampoline(pc) {
-            w.past_trampoline = true;
-        }
-        return URC_NO_REASON;
-    }
     let kind = kind_of(pc);
+    w.last = kind;
     if !kind.preemptible() {
         w.verdict = Some(false);
         return URC_NORMAL_STOP;
@@ -148,12 +264,24 @@ extern "C" fn walk_frame(ctx: *mut UnwindContext, arg: *mut c_void) -> libc::c_i
     URC_NO_REASON
 }
 
-/// Walks the current goroutine's frames from the trampoline down to its
-/// entry; true if every frame may be preempted.
-pub(crate) fn stack_is_preemptible() -> bool {
+/// Called by the SIGURG handler, on the signal stack: walks the frames of
+/// the goroutine it interrupted at `pc`, through the kernel's signal
+/// frame, down to the goroutine's entry; true if every frame may be
+/// preempted. `stack_size` bounds the walk (see `Walk::max_frames`).
+///
+/// Async-signal-safe on glibc >= 2.35 with libgcc >= 12: libgcc finds
+/// each frame's FDE with `_dl_find_object` (lock-free, documented
+/// async-signal-safe) and takes no lock of its own unless some code
+/// registered frame tables by hand (`__register_frame_info`; Rust
+/// programs do not). Its one-time initialisation (a `pthread_once`) is
+/// done by `init`, before any signal is sent. See docs/design.md.
+pub(crate) fn interrupted_stack_is_preemptible(pc: usize, stack_size: usize) -> bool {
     let mut w = Walk {
-        past_trampoline: false,
+        interrupted_pc: pc,
+        past_signal_frame: false,
         frames: 0,
+        max_frames: stack_size / 8 + 64,
+        last: Kind::Foreign,
         verdict: None,
     };
     // SAFETY: the callback only reads the context it is given and writes
@@ -161,9 +289,20 @@ pub(crate) fn stack_is_preemptible() -> bool {
     unsafe { _Unwind_Backtrace(walk_frame, &mut w as *mut Walk as *mut c_void) };
     match w.verdict {
         Some(v) => v,
-        // Reached the end: fine if we saw the goroutine's frames at all.
-        None => w.past_trampoline && w.frames > 1,
+        // Reached the end: fine if it was the goroutine's entry.
+        None => w.past_signal_frame && w.last == Kind::Entry,
     }
+}
+
+/// Runs the unwinder once outside any signal handler, so that its lazy
+/// one-time set-up (libgcc's register-size table, behind a pthread_once)
+/// is never first done inside the SIGURG handler.
+fn prime_unwinder() {
+    extern "C" fn stop(_: *mut UnwindContext, _: *mut c_void) -> libc::c_int {
+        URC_NORMAL_STOP
+    }
+    // SAFETY: the callback touches nothing.
+    unsafe { _Unwind_Backtrace(stop, std::ptr::null_mut()) };
 }
 
 // ---------------------------------------------------------------------------
@@ -173,6 +312,9 @@ fn classify(mangled: &str) -> Kind {
     match mangled {
         "gort_gstart" | "__rust_try" => return Kind::Entry,
         _ => {}
+    }
+    if is_alloc_shim(mangled) {
+        return Kind::Alloc;
     }
     if !(mangled.starts_with("_ZN") || mangled.starts_with("_R")) {
         return Kind::Foreign;
@@ -184,18 +326,49 @@ fn classify(mangled: &str) -> Kind {
     classify_demangled(&name)
 }
 
+/// This crate's name as it appears in symbol paths (`gort`).
+fn own_crate() -> &'static str {
+    let path = module_path!();
+    path.split("::").next().unwrap_or(path)
+}
+
+/// Whether `name` is a `GlobalAlloc` method: code the global allocator
+/// runs, which may hold the allocator's lock (a spin lock in many Rust
+/// allocators) and must finish on the thread that took it.
+fn is_global_alloc(name: &str) -> bool {
+    name.contains(" as core::alloc::global::GlobalAlloc>::")
+}
+
+/// Symbols of the allocator glue rustc generates (`__rust_alloc` calls
+/// `__rg_alloc`, the `#[global_allocator]`'s, or `__rdl_alloc`, the
+/// default one). Not Rust-mangled.
+fn is_alloc_shim(mangled: &str) -> bool {
+    [
+        "__rust_alloc",
+        "__rust_dealloc",
+        "__rust_realloc",
+        "__rg_",
+        "__rdl_",
+    ]
+    .iter()
+    .any(|p| mangled.starts_with(p))
+}
+
 fn classify_demangled(name: &str) -> Kind {
-    // The frames every goroutine sits on.
-    if name.starts_with("gort::sched::goroutine_entry")
-        || (name.starts_with("<gort::join::Packet<") && name.ends_with("as gort::g::Task>::run"))
+    // The frames every goroutine sits on (`goroutine_entry` itself is
+    // found by address, in `load`).
+    if (name.starts_with(crate::join::PACKET_PREFIX) && name.ends_with(crate::g::TASK_RUN_SUFFIX))
         || name.starts_with("std::panicking::catch_unwind")
         || name.starts_with("std::panicking::try")
         || name.starts_with("std::panic::catch_unwind")
     {
         return Kind::Entry;
     }
+    if is_global_alloc(name) {
+        return Kind::Alloc;
+    }
     let krate = first_crate(name);
-    if krate == "gort" {
+    if krate == own_crate() {
         return Kind::Runtime;
     }
     if krate == "std" || mentions_crate(name, "std") {
@@ -242,8 +415,11 @@ fn mentions_crate(name: &str, krate: &str) -> bool {
 
 const SHT_SYMTAB: u32 = 2;
 const STT_FUNC: u8 = 2;
+const STB_LOCAL: u8 = 0;
 
-fn load() -> Option<Vec<(usize, usize, Kind)>> {
+const SHF_COMPRESSED: u64 = 0x800;
+
+fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     let bias = exe_load_bias()?;
     let f = std::fs::File::open("/proc/self/exe").ok()?;
     let read = |off: u64, len: usize| -> Option<Vec<u8>> {
@@ -261,20 +437,55 @@ fn load() -> Option<Vec<(usize, usize, Kind)>> {
     let shoff = u64_at(&eh, 0x28);
     let shentsize = u16_at(&eh, 0x3a) as usize;
     let shnum = u16_at(&eh, 0x3c) as usize;
+    let shstrndx = u16_at(&eh, 0x3e) as usize;
     if shentsize < 64 || shnum == 0 {
         return None;
     }
     let sh = read(shoff, shentsize * shnum)?;
+    // (type, flags, offset, size, link, name offset)
     let section = |i: usize| {
         let b = &sh[i * shentsize..];
-        (u32_at(b, 4), u64_at(b, 24), u64_at(b, 32), u32_at(b, 40))
+        (
+            u32_at(b, 4),
+            u64_at(b, 8),
+            u64_at(b, 24),
+            u64_at(b, 32),
+            u32_at(b, 40),
+            u32_at(b, 0) as usize,
+        )
+    };
+    let shstr = (shstrndx < shnum)
+        .then(|| {
+            let (_, _, off, size, _, _) = section(shstrndx);
+            read(off, size as usize)
+        })
+        .flatten()
+        .unwrap_or_default();
+    let named = |name: &str| -> Result<Option<Vec<u8>>, ()> {
+        for i in 0..shnum {
+            let (_, flags, off, size, _, name_off) = section(i);
+            let n = shstr.get(name_off..).and_then(|s| {
+                let end = s.iter().position(|&c| c == 0)?;
+                Some(&s[..end])
+            });
+            if n == Some(name.as_bytes()) {
+                if flags & SHF_COMPRESSED != 0 {
+                    return Err(());
+                }
+                return read(off, size as usize).map(Some).ok_or(());
+            }
+        }
+        Ok(None)
     };
     let symtab = (0..shnum).find(|&i| section(i).0 == SHT_SYMTAB)?;
-    let (_, sym_off, sym_size, strtab_idx) = section(symtab);
-    let (_, str_off, str_size, _) = section(strtab_idx as usize);
+    let (_, _, sym_off, sym_size, strtab_idx, _) = section(symtab);
+    let (_, _, str_off, str_size, _, _) = section(strtab_idx as usize);
     let syms = read(sym_off, sym_size as usize)?;
     let strs = read(str_off, str_size as usize)?;
     let mut ranges = Vec::new();
+    // std functions with global binding: std was linked as its own objects
+    // (no LTO, or thin LTO). Fat LTO internalises them all.
+    let mut std_globals = 0usize;
     for sym in syms.chunks_exact(24) {
         let info = sym[4];
         let shndx = u16_at(sym, 6);
@@ -297,7 +508,17 @@ fn load() -> Option<Vec<(usize, usize, Kind)>> {
         } else {
             classify(name)
         };
+        if kind == Kind::Std && info >> 4 != STB_LOCAL {
+            std_globals += 1;
+        }
         ranges.push((bias + value, bias + value + size, kind));
+    }
+    // The goroutine entry, by address rather than by name.
+    let entry = crate::sched::goroutine_entry as *const () as usize;
+    for r in ranges.iter_mut() {
+        if (r.0..r.1).contains(&entry) {
+            r.2 = Kind::Entry;
+        }
     }
     ranges.sort_unstable_by_key(|r| (r.0, r.1));
     // Overlaps (aliases of one function) keep the stricter kind.
@@ -314,7 +535,51 @@ fn load() -> Option<Vec<(usize, usize, Kind)>> {
         }
         merged.push(r);
     }
-    Some(merged)
+    stage1(CodeMap {
+        ranges: merged.clone(),
+        inlined: Vec::new(),
+        trusted: std_globals > 0,
+    });
+    // Without DWARF the map cannot see std code inlined into the
+    // program's functions. Fat LTO inlines std's `println!` machinery
+    // (stdout's per-thread lock) into them: no async preemption there
+    // (cooperative checks still work). Without LTO only std's `#[inline]`
+    // and generic code can be inlined (README, Hazards).
+    let wanted = |lo: usize, hi: usize| {
+        let (lo, hi) = (lo + bias, hi + bias);
+        let i = merged.partition_point(|r| r.1 <= lo);
+        merged[i..]
+            .iter()
+            .take_while(|r| r.0 < hi)
+            .any(|r| r.2.preemptible())
+    };
+    let (inlined, trusted) = match crate::dwarf::inline_ranges(&named, &classify, &wanted) {
+        crate::dwarf::Inline::Ranges(r) => (union(r, bias), true),
+        crate::dwarf::Inline::Absent => (Vec::new(), std_globals > 0),
+    };
+    Some(CodeMap {
+        ranges: merged,
+        inlined,
+        trusted,
+    })
+}
+
+/// Sorts `r`, moves it by `bias` and merges overlapping ranges (nested
+/// inlined copies) into one, keeping the outer one's kind.
+fn union(mut r: Vec<(usize, usize, Kind)>, bias: usize) -> Vec<(usize, usize, Kind)> {
+    r.sort_unstable_by_key(|x| (x.0, std::cmp::Reverse(x.1)));
+    let mut out: Vec<(usize, usize, Kind)> = Vec::with_capacity(r.len());
+    for (lo, hi, k) in r {
+        let (lo, hi) = (lo + bias, hi + bias);
+        if let Some(last) = out.last_mut() {
+            if lo < last.1 {
+                last.1 = last.1.max(hi);
+                continue;
+            }
+        }
+        out.push((lo, hi, k));
+    }
+    out
 }
 
 /// The main executable's load bias, from the first `dl_iterate_phdr` entry.
@@ -365,9 +630,12 @@ mod tests {
         );
         assert_eq!(classify_demangled("gort::sched::newproc"), Kind::Runtime);
         assert_eq!(
-            classify_demangled("gort::sched::goroutine_entry"),
-            Kind::Entry
+            classify_demangled("<talc::Talck<R,O> as core::alloc::global::GlobalAlloc>::alloc"),
+            Kind::Alloc
         );
+        assert_eq!(classify("__rust_alloc"), Kind::Alloc);
+        assert_eq!(classify("__rg_dealloc"), Kind::Alloc);
+        assert_eq!(classify("__rdl_realloc"), Kind::Alloc);
         assert_eq!(
             classify_demangled("<gort::join::Packet<F,T> as gort::g::Task>::run"),
             Kind::Entry
@@ -383,6 +651,46 @@ mod tests {
         );
     }
 
+    /// The kinds of the calling goroutine's frames, innermost first.
+    fn frame_kinds() -> Vec<Kind> {
+        extern "C" fn each(ctx: *mut UnwindContext, arg: *mut c_void) -> libc::c_int {
+            // SAFETY: `arg` is the Vec passed below.
+            let v = unsafe { &mut *(arg as *mut Vec<Kind>) };
+            let mut before: libc::c_int = 0;
+            // SAFETY: the live context handed to this callback.
+            let ip = unsafe { _Unwind_GetIPInfo(ctx, &mut before) };
+            if ip == 0 {
+                return URC_NORMAL_STOP;
+            }
+            v.push(kind_of(if before != 0 { ip } else { ip - 1 }));
+            URC_NO_REASON
+        }
+        let mut v: Vec<Kind> = Vec::new();
+        // SAFETY: the callback only pushes to `v`, which outlives the call.
+        unsafe { _Unwind_Backtrace(each, &mut v as *mut Vec<Kind> as *mut c_void) };
+        v
+    }
+
+    #[test]
+    fn goroutine_entry_frames_are_entries() {
+        assert!(init());
+        let _ = crate::Builder::new().start();
+        let kinds = crate::run(|| crate::spawn(frame_kinds).join().unwrap());
+        // Innermost: this test's own code (gort's), then the closure
+        // inlined or called from Packet::run, ... down to gort_gstart.
+        let entries = kinds
+            .iter()
+            .rev()
+            .take_while(|k| **k == Kind::Entry)
+            .count();
+        assert_eq!(kinds.last(), Some(&Kind::Entry), "{kinds:?}");
+        // gort_gstart, goroutine_entry and Packet::run at least.
+        assert!(
+            entries >= 3,
+            "entry frames not classified as entries: {kinds:?}"
+        );
+    }
+
     #[test]
     fn map_covers_this_executable() {
         assert!(init(), "no symbol table in the test binary");
@@ -395,6 +703,9 @@ mod tests {
         assert_eq!(kind_of(p), Kind::Std);
         let r = crate::sched::wakep as fn() as usize;
         assert_eq!(kind_of(r), Kind::Runtime);
+        // The entry frame under every goroutine, found by address.
+        let e = crate::sched::goroutine_entry as *const () as usize;
+        assert_eq!(kind_of(e), Kind::Entry);
         assert_eq!(kind_of(libc::malloc as *const () as usize), Kind::Foreign);
     }
 }

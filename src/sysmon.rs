@@ -156,9 +156,7 @@ fn sysmon(s: &'static Sched) -> ! {
         let built = std::thread::Builder::new()
             .name("gort-codemap".into())
             .spawn(move || {
-                if crate::symbols::init() {
-                    s.async_preempt.store(true, Ordering::Release);
-                }
+                crate::symbols::init_staged(&|| s.async_preempt.store(true, Ordering::Release));
             });
         if let Err(e) = built {
             crate::fatal(&format!("cannot start the code-map thread: {e}"));

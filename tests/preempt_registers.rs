@@ -1,6 +1,7 @@
 //! Register state survives asynchronous preemption: under a 200µs time
 //! slice, loops that keep every general-purpose register, the flags, all
 //! xmm registers, floating-point values and (with AVX2) all 256-bit ymm
+//! registers, and (with AVX-512) all 32 zmm and the k0-k7 opmask
 //! registers live compute exactly what the same loop computes on a plain
 //! thread, bit for bit.
 
@@ -164,6 +165,52 @@ unsafe fn vectors(seed: u64, iters: u64) -> [u64; 64] {
     y
 }
 
+/// All 32 zmm registers and the opmask registers k0-k7 live in an asm loop
+/// (AVX-512: the state the trampoline's XSAVE must cover beyond AVX2).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline(never)]
+unsafe fn vectors512(seed: u64, iters: u64) -> ([u64; 256], [u64; 8]) {
+    use std::arch::asm;
+    let mut z = [0u64; 256];
+    for (i, v) in z.iter_mut().enumerate() {
+        *v = seed.wrapping_mul(i as u64 + 11) ^ (i as u64).rotate_left(33);
+    }
+    let mut k = [0u64; 8];
+    for (i, v) in k.iter_mut().enumerate() {
+        *v = seed.rotate_left(i as u32 * 7) ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    let mut k0_saved = 0u64;
+    let mut n = iters;
+    // SAFETY: zmm0-31 and k0-k7 are loaded from and stored to `z` (2 KiB)
+    // and `k` (64 bytes); every register used is declared, except k0
+    // (not usable as an operand), which is saved to `k0_saved` first and
+    // restored last.
+    unsafe {
+        asm!(
+            "kmovq [{k0s}], k0",
+            "vmovdqu64 zmm0, [{z} + 0]", "vmovdqu64 zmm1, [{z} + 64]", "vmovdqu64 zmm2, [{z} + 128]", "vmovdqu64 zmm3, [{z} + 192]", "vmovdqu64 zmm4, [{z} + 256]", "vmovdqu64 zmm5, [{z} + 320]", "vmovdqu64 zmm6, [{z} + 384]", "vmovdqu64 zmm7, [{z} + 448]", "vmovdqu64 zmm8, [{z} + 512]", "vmovdqu64 zmm9, [{z} + 576]", "vmovdqu64 zmm10, [{z} + 640]", "vmovdqu64 zmm11, [{z} + 704]", "vmovdqu64 zmm12, [{z} + 768]", "vmovdqu64 zmm13, [{z} + 832]", "vmovdqu64 zmm14, [{z} + 896]", "vmovdqu64 zmm15, [{z} + 960]", "vmovdqu64 zmm16, [{z} + 1024]", "vmovdqu64 zmm17, [{z} + 1088]", "vmovdqu64 zmm18, [{z} + 1152]", "vmovdqu64 zmm19, [{z} + 1216]", "vmovdqu64 zmm20, [{z} + 1280]", "vmovdqu64 zmm21, [{z} + 1344]", "vmovdqu64 zmm22, [{z} + 1408]", "vmovdqu64 zmm23, [{z} + 1472]", "vmovdqu64 zmm24, [{z} + 1536]", "vmovdqu64 zmm25, [{z} + 1600]", "vmovdqu64 zmm26, [{z} + 1664]", "vmovdqu64 zmm27, [{z} + 1728]", "vmovdqu64 zmm28, [{z} + 1792]", "vmovdqu64 zmm29, [{z} + 1856]", "vmovdqu64 zmm30, [{z} + 1920]", "vmovdqu64 zmm31, [{z} + 1984]",
+            "kmovq k0, [{k} + 0]", "kmovq k1, [{k} + 8]", "kmovq k2, [{k} + 16]", "kmovq k3, [{k} + 24]", "kmovq k4, [{k} + 32]", "kmovq k5, [{k} + 40]", "kmovq k6, [{k} + 48]", "kmovq k7, [{k} + 56]",
+            "2:",
+            "vpaddq zmm0, zmm0, zmm1", "vpxorq zmm1, zmm1, zmm2", "vpaddq zmm2, zmm2, zmm3", "vpxorq zmm3, zmm3, zmm4", "vpaddq zmm4, zmm4, zmm5", "vpxorq zmm5, zmm5, zmm6", "vpaddq zmm6, zmm6, zmm7", "vpxorq zmm7, zmm7, zmm8", "vpaddq zmm8, zmm8, zmm9", "vpxorq zmm9, zmm9, zmm10", "vpaddq zmm10, zmm10, zmm11", "vpxorq zmm11, zmm11, zmm12", "vpaddq zmm12, zmm12, zmm13", "vpxorq zmm13, zmm13, zmm14", "vpaddq zmm14, zmm14, zmm15", "vpxorq zmm15, zmm15, zmm16", "vpaddq zmm16, zmm16, zmm17", "vpxorq zmm17, zmm17, zmm18", "vpaddq zmm18, zmm18, zmm19", "vpxorq zmm19, zmm19, zmm20", "vpaddq zmm20, zmm20, zmm21", "vpxorq zmm21, zmm21, zmm22", "vpaddq zmm22, zmm22, zmm23", "vpxorq zmm23, zmm23, zmm24", "vpaddq zmm24, zmm24, zmm25", "vpxorq zmm25, zmm25, zmm26", "vpaddq zmm26, zmm26, zmm27", "vpxorq zmm27, zmm27, zmm28", "vpaddq zmm28, zmm28, zmm29", "vpxorq zmm29, zmm29, zmm30", "vpaddq zmm30, zmm30, zmm31", "vpermq zmm31, zmm0, 0x39",
+            "kaddq k0, k0, k1", "kxorq k1, k1, k2", "kaddq k2, k2, k3", "kxorq k3, k3, k4", "kaddq k4, k4, k5", "kxorq k5, k5, k6", "kaddq k6, k6, k7", "kshiftrq k7, k0, 3",
+            "dec {n}",
+            "jnz 2b",
+            "vmovdqu64 [{z} + 0], zmm0", "vmovdqu64 [{z} + 64], zmm1", "vmovdqu64 [{z} + 128], zmm2", "vmovdqu64 [{z} + 192], zmm3", "vmovdqu64 [{z} + 256], zmm4", "vmovdqu64 [{z} + 320], zmm5", "vmovdqu64 [{z} + 384], zmm6", "vmovdqu64 [{z} + 448], zmm7", "vmovdqu64 [{z} + 512], zmm8", "vmovdqu64 [{z} + 576], zmm9", "vmovdqu64 [{z} + 640], zmm10", "vmovdqu64 [{z} + 704], zmm11", "vmovdqu64 [{z} + 768], zmm12", "vmovdqu64 [{z} + 832], zmm13", "vmovdqu64 [{z} + 896], zmm14", "vmovdqu64 [{z} + 960], zmm15", "vmovdqu64 [{z} + 1024], zmm16", "vmovdqu64 [{z} + 1088], zmm17", "vmovdqu64 [{z} + 1152], zmm18", "vmovdqu64 [{z} + 1216], zmm19", "vmovdqu64 [{z} + 1280], zmm20", "vmovdqu64 [{z} + 1344], zmm21", "vmovdqu64 [{z} + 1408], zmm22", "vmovdqu64 [{z} + 1472], zmm23", "vmovdqu64 [{z} + 1536], zmm24", "vmovdqu64 [{z} + 1600], zmm25", "vmovdqu64 [{z} + 1664], zmm26", "vmovdqu64 [{z} + 1728], zmm27", "vmovdqu64 [{z} + 1792], zmm28", "vmovdqu64 [{z} + 1856], zmm29", "vmovdqu64 [{z} + 1920], zmm30", "vmovdqu64 [{z} + 1984], zmm31",
+            "kmovq [{k} + 0], k0", "kmovq [{k} + 8], k1", "kmovq [{k} + 16], k2", "kmovq [{k} + 24], k3", "kmovq [{k} + 32], k4", "kmovq [{k} + 40], k5", "kmovq [{k} + 48], k6", "kmovq [{k} + 56], k7",
+            "kmovq k0, [{k0s}]",
+            "vzeroupper",
+            z = in(reg) z.as_mut_ptr(),
+            k = in(reg) k.as_mut_ptr(),
+            k0s = in(reg) &mut k0_saved,
+            n = inout(reg) n,
+            out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _, out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _, out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _, out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _, out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _, out("zmm28") _, out("zmm29") _, out("zmm30") _, out("zmm31") _, out("k1") _, out("k2") _, out("k3") _, out("k4") _, out("k5") _, out("k6") _, out("k7") _,
+        );
+    }
+    let _ = n;
+    (z, k)
+}
+
 const ITERS: u64 = 100_000_000;
 
 #[test]
@@ -214,6 +261,37 @@ fn avx2_registers_survive_preemption() {
             .collect::<Vec<_>>()
     });
     assert_eq!(got, expected, "vector state corrupted by preemption");
+    let after = gort::stats();
+    let n = after.preempted_async - before.preempted_async;
+    assert!(n >= 20, "only {n} async preemptions happened: {after:?}");
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_zmm_and_opmask_registers_survive_preemption() {
+    if !(std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")) {
+        eprintln!("no AVX-512 (F, BW) on this CPU: zmm16-31/k0-k7 test skipped");
+        return;
+    }
+    start();
+    let seeds: Vec<u64> = (1..=6).collect();
+    // SAFETY: AVX-512 F and BW are available (checked above).
+    let expected: Vec<_> = seeds
+        .iter()
+        .map(|&s| unsafe { vectors512(s, ITERS / 2) })
+        .collect();
+    let before = gort::stats();
+    let got = gort::run(move || {
+        let hs: Vec<_> = seeds
+            .into_iter()
+            // SAFETY: AVX-512 F and BW are available (checked above).
+            .map(|s| gort::spawn(move || unsafe { vectors512(s, ITERS / 2) }))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert!(got == expected, "zmm/opmask state corrupted by preemption");
     let after = gort::stats();
     let n = after.preempted_async - before.preempted_async;
     assert!(n >= 20, "only {n} async preemptions happened: {after:?}");

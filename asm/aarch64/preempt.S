@@ -60,8 +60,8 @@
  * function it still holds the caller's return address, and the unwinder
  * needs both.  96 is the column libgcc itself uses for the pc of kernel
  * signal frames (__LIBGCC_DWARF_ALT_FRAME_RETURN_COLUMN__, the only spare
- * column with a register size in its table), so _Unwind_Backtrace (which
- * the preemption check in gort_async_preempt2 relies on) and gdb unwind
+ * column with a register size in its table), so _Unwind_Backtrace, perf
+ * and gdb unwind
  * into the interrupted code and beyond.  (LLVM's libunwind ignores columns
  * above 95 and would stop here.)
  */

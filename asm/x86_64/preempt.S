@@ -45,7 +45,8 @@
  * is the exact interrupted instruction, not a call's successor); the CFA is
  * the interrupted rsp and every saved register is described, so gdb, perf
  * (--call-graph dwarf) and _Unwind_Backtrace unwind into the interrupted
- * code. The preemption check in gort_async_preempt2 relies on that.
+ * code. (The preemption check walks from the signal handler, before the
+ * trampoline is entered; it does not depend on this CFI.)
  */
 #include "common.h"
 

@@ -104,9 +104,10 @@ const GCS_ENABLED: u64 = 1;
 const PSR_BTYPE_MASK: u64 = 0xc00;
 
 /// Bytes the trampoline needs below the interrupted stack pointer: the
-/// 4768-byte frame copy, and Rust frames of the preemption check including
-/// the DWARF unwinder (a few KiB). Generous on purpose.
-pub(crate) const ASYNC_PREEMPT_STACK_NEED: usize = 32 * 1024;
+/// 4768-byte frame copy, and the Rust frames from `gort_async_preempt2` to
+/// the switch to g0 (a few hundred bytes; the frame walk runs in the
+/// signal handler, on the signal stack).
+pub(crate) const ASYNC_PREEMPT_STACK_NEED: usize = 8 * 1024;
 
 extern "C" {
     fn gort_async_preempt();

@@ -67,10 +67,12 @@ pub(crate) unsafe fn init_stack(top: usize, entry: EntryFn, arg: *mut u8) -> usi
 use std::arch::asm;
 
 /// Bytes the trampoline needs below the interrupted stack pointer: the
-/// red-zone gap and saved registers (~300; the vector state goes to the
-/// M's save area, not the stack), and Rust frames of the preemption check
-/// including the DWARF unwinder (a few KiB). Generous on purpose.
-pub(crate) const ASYNC_PREEMPT_STACK_NEED: usize = 32 * 1024;
+/// red-zone gap and saved registers (~280; the vector state goes to the
+/// M's save area), and the Rust frames from `gort_async_preempt2` to the
+/// switch to g0 (a few hundred bytes; the frame walk runs in the signal
+/// handler, on the signal stack). tests/preempt_sound.rs measures the
+/// whole: 680 bytes optimised, about 1.5 KiB unoptimised.
+pub(crate) const ASYNC_PREEMPT_STACK_NEED: usize = 4 * 1024;
 
 extern "C" {
     fn gort_async_preempt();

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds tests/lto/main.rs as a separate program with a path dependency on
+# gort, in the profiles users build with — fat LTO (`lto = "fat"` and
+# `lto = true`, `codegen-units = 1`), with and without line-tables
+# debuginfo, and thin LTO — and checks under a 100 µs time slice that
+# every println! line comes out whole, that no run hangs, and that a
+# spinning goroutine is still preempted by signal where gort can see the
+# inlining (DWARF present). Run by .ci/run; about 2 minutes.
+set -euo pipefail
+fail=0
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+work="${LTO_WORK_DIR:-$root/target/lto-println}"
+mkdir -p "$work/src"
+cp "$root/tests/lto/main.rs" "$work/src/main.rs"
+cat > "$work/Cargo.toml" <<TOML
+[package]
+name = "lto-println"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+gort = { path = "$root" }
+
+# Not part of gort's workspace.
+[workspace]
+
+[profile.fat]
+inherits = "release"
+lto = "fat"
+codegen-units = 1
+debug = "line-tables-only"
+
+# lto = true, default debuginfo (none: cargo strips it).
+[profile.fat-nodebug]
+inherits = "release"
+lto = true
+codegen-units = 1
+
+[profile.thin]
+inherits = "release"
+lto = "thin"
+debug = "line-tables-only"
+TOML
+
+line_re='^g[0-7] line [0-9]{5} value [0-9]{20} checksum [0-9]{20}$'
+for profile in fat fat-nodebug thin; do
+    echo "== lto-println: building profile $profile"
+    (cd "$work" && cargo build -q --profile "$profile")
+    bin="$work/target/$profile/lto-println"
+    report=$("$bin" report)
+    echo "$report"
+    # Where DWARF is present, std code inlined into the program's functions
+    # must show up in the code map (else the map sees only symbols).
+    if [ "$profile" != fat-nodebug ] && ! grep -qE 'trusted for async preemption: true.*inlined unsafe code: [1-9]' <<<"$report"; then
+        echo "$profile: the code map did not see std code inlined into user functions" >&2
+        fail=1
+    fi
+    if [ "$profile" = fat-nodebug ] && ! grep -q 'trusted for async preemption: false' <<<"$report"; then
+        echo "$profile: fat LTO without DWARF must not be trusted for async preemption" >&2
+        fail=1
+    fi
+    for run in 1 2 3; do
+        rc=0
+        out=$(timeout 60 "$bin" print 2>"$work/stderr") || rc=$?
+        lines=$(printf '%s\n' "$out" | wc -l)
+        bad=$(printf '%s\n' "$out" | grep -cvE "$line_re" || true)
+        echo "$profile run $run: exit $rc, $lines lines, $bad mangled; $(tail -1 "$work/stderr")"
+        if [ "$rc" -ne 0 ] || [ "$lines" -ne 2400 ] || [ "$bad" -ne 0 ]; then
+            fail=1
+            cat "$work/stderr"
+        fi
+    done
+    if [ "$profile" != fat-nodebug ]; then
+        rc=0
+        timeout 60 "$bin" spin 2>"$work/stderr" || rc=$?
+        msg=$(tail -1 "$work/stderr")
+        echo "$profile spin: exit $rc; $msg"
+        if [ "$rc" -ne 0 ] || ! grep -q 'preempted_async=[1-9]' <<<"$msg"; then
+            fail=1
+        fi
+    fi
+done
+if [ "$fail" -ne 0 ]; then
+    echo "lto-println: FAILED" >&2
+    exit 1
+fi
+echo "lto-println: ok"
