@@ -23,7 +23,9 @@
 use crate::stack::Stack;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 
 pub(crate) const G_IDLE: u32 = 0;
@@ -121,6 +123,12 @@ pub(crate) struct G {
     /// preemption trampoline's caller moves it here from the M's save area
     /// and back). Grow-only, reused (owner).
     pub(crate) vector_save: UnsafeCell<Vec<u8>>,
+    /// While sysmon sees the G blocked in the kernel outside
+    /// `syscall::blocking`: when that began (nanotime; 0 otherwise), and
+    /// the system call's number. Written by sysmon (and cleared by the G's
+    /// M when it takes a P back); read by dumps.
+    pub(crate) blocked_since: AtomicU64,
+    pub(crate) blocked_nr: AtomicI64,
 }
 
 // SAFETY: a G is handed between threads only through the scheduler's queues
@@ -147,6 +155,8 @@ impl G {
             locked: Cell::new(0),
             wait_since: AtomicU64::new(0),
             vector_save: UnsafeCell::new(Vec::new()),
+            blocked_since: AtomicU64::new(0),
+            blocked_nr: AtomicI64::new(-1),
         }
     }
 

@@ -461,6 +461,7 @@ fn minit(s: &Sched, mp: &'static M) {
     mp.procid.store(tid, Ordering::Release);
     mp.stackguard_slot.set(arch::stackguard_slot());
     arch::minit_preempt();
+    crate::unannounced::minit(mp);
     // An idle M may sleep until the next timer (stopm_until): keep the
     // kernel's default 50µs timer slack from delaying it.
     // SAFETY: PR_SET_TIMERSLACK only affects this thread's timed waits.
@@ -608,10 +609,16 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         // SAFETY: our own TLS word (set in minit).
         unsafe { mp.stackguard_slot.get().write_volatile(guard) };
         mp.curg.store(gp, Ordering::Release);
+        // Goroutine code from here: sysmon may take the P if it blocks in
+        // the kernel (unannounced).
+        mp.locks.set(0);
         // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
         // which is complete because gp was handed to us through a queue or
         // park protocol that runs only after its switch finished.
         unsafe { arch::gort_switch(mp.g0_sp.get(), *g.sched_sp.get()) };
+        // g0 always counts as runtime code (mcall raised it already, but
+        // exitsyscall's switch does not).
+        mp.locks.set(1);
         mp.curg.store(std::ptr::null_mut(), Ordering::Release);
         // SAFETY: our own TLS word: g0 never takes the check's slow path.
         unsafe { mp.stackguard_slot.get().write_volatile(0) };
@@ -1060,9 +1067,27 @@ unsafe extern "C" fn goroutine_entry(arg: *mut u8) -> ! {
 /// Switches from the current goroutine to its M's g0, which then carries
 /// out `after`. Returns when the goroutine is resumed (maybe on another M).
 pub(crate) fn mcall(after: After) {
-    let mp = getm().expect("mcall outside an M");
+    let mut mp = getm().expect("mcall outside an M");
     let gp = mp.curg();
     debug_assert!(!gp.is_null(), "mcall on g0");
+    if after != After::ExitSyscall {
+        // Entering the scheduler, which needs a P: sysmon may have handed
+        // ours off while this goroutine sat in the kernel (unannounced).
+        loop {
+            mp.locks.set(mp.locks.get() + 1);
+            if crate::unannounced::own_p_for_switch(sched(), mp) {
+                break;
+            }
+            // No P free: as exitsyscall, queue this goroutine globally
+            // and park the M; resumed on an M with a P (maybe another one).
+            let park_fn = mp.park_fn.take();
+            mp.after.set(After::ExitSyscall);
+            // SAFETY: as below (the G switches to its M's g0).
+            unsafe { arch::gort_switch((*gp).sched_sp.get(), *mp.g0_sp.get()) };
+            mp = getm().expect("mcall outside an M");
+            mp.park_fn.set(park_fn);
+        }
+    }
     mp.after.set(after);
     // SAFETY: we are gp, running on mp; saving into gp's own context slot
     // and resuming mp's g0, which is suspended in execute().
