@@ -1085,6 +1085,10 @@ pub(crate) fn mcall(after: After) {
             // SAFETY: as below (the G switches to its M's g0).
             unsafe { arch::gort_switch((*gp).sched_sp.get(), *mp.g0_sp.get()) };
             mp = getm().expect("mcall outside an M");
+            if matches!(after, After::Yield | After::Preempt) {
+                // Queued and resumed: the yield has happened.
+                return;
+            }
             mp.park_fn.set(park_fn);
         }
     }

@@ -423,7 +423,13 @@ fn blockwarn_names_goroutine_syscall_and_site() {
         .find(|l| l.contains("outside syscall::blocking"))
         .unwrap_or_else(|| panic!("no blockwarn line:\n{stderr}"));
     assert!(line.contains("goroutine "), "{line}");
-    assert!(line.contains("nanosleep"), "{line}");
+    // Under qemu-user (GORT_TEST_RUNNER) the kernel describes qemu's host
+    // thread: the number is the host's, which this target cannot name.
+    let emulated = std::env::var_os("GORT_TEST_RUNNER").is_some();
+    assert!(
+        line.contains("nanosleep") || (emulated && line.contains("blocked in syscall ")),
+        "{line}"
+    );
     assert!(line.contains("tests/unannounced.rs"), "{line}");
     // Reported once per blocking call.
     let n = stderr
