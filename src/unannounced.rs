@@ -73,6 +73,11 @@ pub(crate) static HANDOFFS: AtomicU64 = AtomicU64::new(0);
 /// without a P). The caller raised `mp.locks` first (see module docs).
 #[inline(always)]
 pub(crate) fn check_p(mp: &'static M) -> bool {
+    // Costs no instruction: keeps the compiler from sinking the caller's
+    // `locks` store below these loads. (The hardware may still delay it,
+    // which is fine: sysmon commits only for a thread blocked in a
+    // syscall, and entering the kernel orders it.)
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
     let pp = mp.p();
     // SAFETY: Ps live forever in `allp`.
     let Some(p) = (unsafe { pp.as_ref() }) else {
@@ -359,9 +364,10 @@ impl Monitor {
     pub(crate) fn period(&self) -> Option<Duration> {
         match (self.handoff, self.warn) {
             (None, None) => None,
-            (a, b) => Some(Duration::from_nanos(
-                a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX)),
-            )),
+            (a, b) => Some(
+                Duration::from_nanos(a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX)))
+                    .max(crate::MIN_UNANNOUNCED_HANDOFF),
+            ),
         }
     }
 
@@ -484,7 +490,9 @@ impl Monitor {
             .compare_exchange(tag, P_IDLE, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
         {
-            // The goroutine came back and took its P back first.
+            // The goroutine came back and took its P back first (it may
+            // have cleared the mark before we set it).
+            g.blocked_since.store(0, Ordering::Relaxed);
             return seen;
         }
         pp.m.store(std::ptr::null_mut(), Ordering::Release);

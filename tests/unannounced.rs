@@ -544,3 +544,85 @@ fn child_handoff_off() {
     assert_eq!(gort::stats().unannounced_handoffs, 0);
     println!("CHILD OK");
 }
+
+/// Goroutines alternate plain blocking calls around the handoff delay
+/// with runtime calls (spawn, join, channels, yield, timers, gort mutex),
+/// so sysmon's handoffs race with goroutines coming back to the runtime.
+fn mixed_stress(procs: usize) {
+    gort::Builder::new()
+        .procs(procs)
+        .time_slice(Duration::from_millis(1))
+        .unannounced_handoff(Some(gort::MIN_UNANNOUNCED_HANDOFF))
+        .start()
+        .unwrap();
+    let total = gort::run(|| {
+        let (tx, rx) = gort::chan::channel::<u64>(4);
+        let m = Arc::new(gort::sync::Mutex::new(0u64));
+        let hs: Vec<_> = (0..16u64)
+            .map(|i| {
+                let tx = tx.clone();
+                let m = m.clone();
+                gort::spawn(move || {
+                    let t = Instant::now();
+                    let mut n = 0u64;
+                    while t.elapsed() < Duration::from_millis(1500) {
+                        let us = 50 + (i * 37 + n * 101) % 400;
+                        std::thread::sleep(Duration::from_micros(us));
+                        n += gort::spawn(move || i).join().unwrap() - i + 1;
+                        tx.send(n).unwrap();
+                        *m.lock() += 1;
+                        gort::yield_now();
+                        gort::time::sleep(Duration::from_micros(us / 2));
+                    }
+                    n
+                })
+            })
+            .collect();
+        drop(tx);
+        let drain = gort::spawn(move || {
+            let mut c = 0u64;
+            while rx.recv().is_ok() {
+                c += 1;
+            }
+            c
+        });
+        let sent: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+        let received = drain.join().unwrap();
+        assert_eq!(sent, received);
+        assert_eq!(*m.lock(), sent);
+        sent
+    });
+    let st = gort::stats();
+    println!("{total} rounds; {st:?}");
+    assert!(total > 0);
+}
+
+#[test]
+fn handoffs_race_with_runtime_calls_one_p() {
+    child("child_mixed_one_p");
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_mixed_one_p() {
+    if !common::is_child() {
+        return;
+    }
+    mixed_stress(1);
+    println!("CHILD OK");
+}
+
+#[test]
+fn handoffs_race_with_runtime_calls_two_p() {
+    child("child_mixed_two_p");
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_mixed_two_p() {
+    if !common::is_child() {
+        return;
+    }
+    mixed_stress(2);
+    println!("CHILD OK");
+}
