@@ -298,6 +298,18 @@ fn child_std_mutex_two_p() {
     println!("CHILD OK");
 }
 
+/// User + system CPU time of this process (getrusage: µs resolution).
+fn rusage_cpu() -> Duration {
+    // SAFETY: getrusage fills a valid, zeroed rusage.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut ru), 0);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 #[test]
 fn long_std_sleep_costs_little_cpu_at_short_slice() {
     child("child_cpu_cost");
@@ -319,10 +331,10 @@ fn child_cpu_cost() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let before = gort::stats();
-    let cpu0 = common::process_cpu_time();
+    let cpu0 = rusage_cpu();
     let wall0 = Instant::now();
     gort::run(|| std::thread::sleep(Duration::from_secs(2)));
-    let cpu = common::process_cpu_time() - cpu0;
+    let cpu = rusage_cpu() - cpu0;
     let wall = wall0.elapsed();
     let after = gort::stats();
     println!(
@@ -388,6 +400,41 @@ fn child_eintr() {
             }
             (el, r, e.raw_os_error())
         });
+        let epoll = gort::spawn(|| {
+            // SAFETY: plain syscalls on an epoll fd of our own, with a
+            // valid event buffer.
+            unsafe {
+                let ep = libc::epoll_create1(libc::EPOLL_CLOEXEC);
+                assert!(ep >= 0);
+                let mut ev: [libc::epoll_event; 1] = std::mem::zeroed();
+                let t = Instant::now();
+                let r = libc::epoll_wait(ep, ev.as_mut_ptr(), 1, 2000);
+                let e = std::io::Error::last_os_error().raw_os_error();
+                let el = t.elapsed();
+                libc::close(ep);
+                (el, r, e)
+            }
+        });
+        let nanosleep = gort::spawn(|| {
+            let ts = libc::timespec {
+                tv_sec: 2,
+                tv_nsec: 0,
+            };
+            let t = Instant::now();
+            // SAFETY: a valid timespec; no remainder wanted.
+            let r = unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+            (
+                t.elapsed(),
+                r,
+                std::io::Error::last_os_error().raw_os_error(),
+            )
+        });
+        let (ep_t, ep_r, ep_e) = epoll.join().unwrap();
+        let (ns_t, ns_r, ns_e) = nanosleep.join().unwrap();
+        println!("epoll_wait: {ep_r} ({ep_e:?}) after {ep_t:?}; nanosleep: {ns_r} ({ns_e:?}) after {ns_t:?}");
+        assert_eq!(ep_r, 0, "epoll_wait: {ep_e:?} after {ep_t:?}");
+        assert!(ep_t >= Duration::from_millis(1900), "{ep_t:?}");
+        assert_eq!(ns_r, 0, "nanosleep: {ns_e:?} after {ns_t:?}");
         let (udp_t, udp_r) = udp.join().unwrap();
         let (poll_t, poll_r, poll_e) = poll.join().unwrap();
         stop.store(true, Ordering::Relaxed);
