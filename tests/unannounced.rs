@@ -673,3 +673,33 @@ fn child_mixed_two_p() {
     mixed_stress(2);
     println!("CHILD OK");
 }
+
+#[test]
+fn locked_goroutine_keeps_its_thread() {
+    child("child_locked");
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_locked() {
+    if !common::is_child() {
+        return;
+    }
+    start(1);
+    let (ticks, elapsed) = ticks_during(|| {
+        gort::lock_os_thread();
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        for _ in 0..5 {
+            std::thread::sleep(Duration::from_millis(40));
+            // A runtime call after each block: the goroutine takes a P
+            // back, on its own thread.
+            gort::yield_now();
+            // SAFETY: as above.
+            assert_eq!(unsafe { libc::gettid() }, tid);
+        }
+        gort::unlock_os_thread();
+    });
+    assert_ticked("locked goroutine", ticks, elapsed);
+    println!("CHILD OK");
+}
