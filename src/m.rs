@@ -72,10 +72,10 @@ pub(crate) struct M {
     pub(crate) spinning: AtomicBool,
     /// Where an idle M sleeps.
     pub(crate) park: Note,
-    /// Nonzero while runtime code runs on a goroutine stack (no
-    /// preemption), and always on g0: this M may be using its P. Written
-    /// only by the M's own thread; sysmon reads it before taking the P of
-    /// a goroutine blocked in the kernel (see `unannounced`).
+    /// Nonzero while runtime code runs on a goroutine stack: no
+    /// preemption, and this M may be using its P. Written only by the M's
+    /// own thread; sysmon reads it before taking the P of a goroutine
+    /// blocked in the kernel (see `unannounced`).
     pub(crate) locks: Locks,
     /// What to do after the current G switches to g0.
     pub(crate) after: Cell<After>,
@@ -133,8 +133,7 @@ impl M {
             nextp: AtomicPtr::new(std::ptr::null_mut()),
             spinning: AtomicBool::new(false),
             park: Note::new(),
-            // A new M starts on g0.
-            locks: Locks(AtomicU32::new(1)),
+            locks: Locks(AtomicU32::new(0)),
             after: Cell::new(After::Nothing),
             park_fn: Cell::new(None),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1),
@@ -196,7 +195,8 @@ pub(crate) fn setm(mp: &'static M) {
 pub(crate) struct LockedM(&'static M);
 
 impl LockedM {
-    /// Enters runtime code. Coming from goroutine code (`locks` was 0),
+    /// Enters runtime code. Coming from goroutine code (`locks` was 0, not
+    /// on g0),
     /// first makes sure the M still owns its P: sysmon may have handed it
     /// to another M while the goroutine sat in the kernel; then `p()` is
     /// null and the caller works without a P (see `unannounced`).
@@ -205,7 +205,7 @@ impl LockedM {
         let mp = getm()?;
         let n = mp.locks.get();
         mp.locks.set(n + 1);
-        if n == 0 {
+        if n == 0 && !mp.curg().is_null() {
             crate::unannounced::check_p(mp);
         }
         Some(LockedM(mp))

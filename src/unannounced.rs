@@ -27,18 +27,21 @@
 //!    after the probe, hence after the CAS, and whatever it stored before
 //!    it blocked (`m.locks`) is visible to sysmon (the context switch);
 //! 3. if the thread is blocked in a syscall, runs no runtime code
-//!    (`m.locks == 0`, which g0 never has) and still runs the same
-//!    goroutine, sysmon commits with a CAS `p_blocked(m)` → `P_IDLE` and
-//!    hands the P off (`handoff_p`); otherwise it CASes it back.
+//!    (`m.locks == 0` and a goroutine in `m.curg`: g0 clears `curg` before
+//!    anything else) and still runs the same goroutine, sysmon commits
+//!    with a CAS `p_blocked(m)` → `P_IDLE` and hands the P off
+//!    (`handoff_p`); otherwise it CASes it back.
 //!
 //! The M, at every entry into runtime code from goroutine code
-//! (`LockedM::acquire` when `locks` goes 0 → 1, and `mcall`), first
-//! raises `locks`, then checks (`check_p`): its P's status is
-//! `P_RUNNING` and its `m` is this M — two plain loads, no fence, no RMW.
-//! Either the check runs after the probe (then it sees `p_blocked(m)`, and
-//! CASes it back to `P_RUNNING` — exactly one of it and sysmon's commit
-//! wins — or it sees the P gone) or before it, and then the thread was
-//! running or in the runtime when sysmon probed, and sysmon backs off.
+//! (`LockedM::acquire` when `locks` goes 0 → 1, after raising it;
+//! `mcall`, whose g0 side clears `curg` first; `entersyscall`), checks
+//! (`check_p`): its P's status is `P_RUNNING` and its `m` is this M —
+//! plain loads, no fence, no RMW. Either the check runs after the probe
+//! (then it sees `p_blocked(m)`, and CASes it back to `P_RUNNING` —
+//! exactly one of it and sysmon's commit wins — or it sees the P gone) or
+//! before it, and then when sysmon probed the thread was running, or in
+//! the runtime (`locks` raised or `curg` cleared before any system call
+//! it could block in), and sysmon backs off.
 //!
 //! # Without a P
 //!
@@ -70,7 +73,8 @@ pub(crate) static HANDOFFS: AtomicU64 = AtomicU64::new(0);
 
 /// Whether `mp` still owns the P it points to; if sysmon is taking it,
 /// takes it back; if it is gone, clears `mp.p` (the caller then works
-/// without a P). The caller raised `mp.locks` first (see module docs).
+/// without a P). The caller raised `mp.locks` first, or is about to
+/// switch to g0 (see module docs).
 #[inline(always)]
 pub(crate) fn check_p(mp: &'static M) -> bool {
     // Costs no instruction: keeps the compiler from sinking the caller's
@@ -115,18 +119,12 @@ fn check_p_slow(mp: &'static M, p: &P) -> bool {
     false
 }
 
-/// For `mcall` (not `ExitSyscall`): makes sure the M holds a P before the
-/// goroutine switches to g0, whose code needs one: its own, else an idle
-/// one. Returns false if none is free (the caller then goes through
-/// `exitsyscall`'s slow path).
-#[inline(always)]
-pub(crate) fn own_p_for_switch(s: &Sched, mp: &'static M) -> bool {
-    check_p(mp) || take_idle_p(s, mp)
-}
-
+/// For a goroutine that lost its P and is about to switch to g0, whose
+/// code needs one: takes an idle P, if any.
 #[cold]
 #[inline(never)]
-fn take_idle_p(s: &Sched, mp: &'static M) -> bool {
+pub(crate) fn take_idle_p(mp: &'static M) -> bool {
+    let s = crate::sched::sched();
     let pp = {
         let mut sl = s.lock.lock();
         crate::sched::pidleget(&mut sl, s)
