@@ -27,7 +27,7 @@ pub const DEFAULT_SCAVENGE_AFTER: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_MAINTENANCE_PERIOD: Duration = Duration::from_secs(2 * 60);
 /// How long a goroutine may sit in the kernel outside
 /// `syscall::blocking` before sysmon hands its processor to another thread.
-pub const DEFAULT_UNANNOUNCED_HANDOFF: Duration = Duration::from_millis(1);
+pub const DEFAULT_UNANNOUNCED_HANDOFF: Duration = Duration::from_micros(200);
 /// The shortest unannounced handoff delay accepted.
 pub const MIN_UNANNOUNCED_HANDOFF: Duration = Duration::from_micros(100);
 
@@ -193,7 +193,7 @@ impl Builder {
     /// (a plain `std` call that blocks: file I/O, `std::thread::sleep`, a
     /// contended `std::sync::Mutex`, a blocking socket) before sysmon
     /// hands its processor to another thread, as it does for
-    /// `syscall::blocking` (default 1ms, at least 100µs; `None` turns it
+    /// `syscall::blocking` (default 200µs, at least 100µs; `None` turns it
     /// off). Also `GORT_DEBUG=blockhandoff=US` (0 = off).
     pub fn unannounced_handoff(mut self, after: Option<Duration>) -> Builder {
         self.unannounced_handoff = Some(after);

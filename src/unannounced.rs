@@ -8,7 +8,7 @@
 //!
 //! A P whose `schedtick` has not moved is watched through its M's
 //! thread CPU clock (`pthread_getcpuclockid`, ~0.25µs a read). A clock
-//! that has not advanced for `Config::unannounced_handoff` (default 1ms)
+//! that has not advanced for `Config::unannounced_handoff` (default 200µs)
 //! means the thread has not run: it sits in the kernel, or waits for a
 //! CPU. `/proc/self/task/TID/syscall` (kept open, read with `pread`) then
 //! tells which: the number of the system call it is blocked in, or
@@ -410,9 +410,12 @@ impl Monitor {
             // just blocked, or waits for a CPU); for one that computes,
             // the round delay will do (sysmon's wake-ups cost CPU: about
             // 20µs each on a VM).
+            // The first look at a new goroutine's thread also gets a second
+            // one (one wake-up per slice at most for a goroutine that
+            // computes).
             if let Some(p) = self.period() {
                 let ran_for = cpu.saturating_sub(w.cpu);
-                if std::ptr::eq(w.m, mp) && ran_for < now.saturating_sub(w.since) / 2 {
+                if !std::ptr::eq(w.m, mp) || ran_for < now.saturating_sub(w.since) / 2 {
                     seen.look_at = Some(now.saturating_add(p.as_nanos() as u64));
                 }
             }
