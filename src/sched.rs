@@ -1095,9 +1095,13 @@ fn mcall_without_p(mut mp: &'static M, gp: *mut G, after: After) -> Option<&'sta
     while !crate::unannounced::take_idle_p(mp) {
         let park_fn = mp.park_fn.take();
         mp.after.set(After::ExitSyscall);
-        // SAFETY: as in mcall (the G switches to its M's g0).
+        // SAFETY: we are gp, running on mp: saves into gp's own context
+        // slot and resumes mp's g0, which is suspended in execute().
         unsafe { arch::gort_switch((*gp).sched_sp.get(), *mp.g0_sp.get()) };
         mp = getm().expect("mcall outside an M");
+        // Back with a P: no longer "in a syscall" for dumps.
+        // SAFETY: we are gp; Gs are never freed.
+        unsafe { (*gp).blocked_since.store(0, Ordering::Relaxed) };
         if matches!(after, After::Yield | After::Preempt) {
             // Queued and resumed: the yield has happened.
             return None;
