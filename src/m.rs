@@ -97,12 +97,6 @@ pub(crate) struct M {
     /// `minit`): sysmon reads it to tell a thread that runs from one that
     /// sits in the kernel.
     pub(crate) cpuclock: AtomicI32,
-    /// Bumped by sysmon (only) each time it starts taking this M's P
-    /// (unannounced blocking); `ack` is the last value the M itself saw
-    /// and dealt with. Equal: the M still owns its P (see
-    /// `unannounced::check_p`).
-    pub(crate) p_want: AtomicU32,
-    pub(crate) p_ack: AtomicU32,
 }
 
 /// `M::locks`: a counter only its own thread writes, as plain loads and
@@ -149,8 +143,6 @@ impl M {
             lockedg: AtomicPtr::new(std::ptr::null_mut()),
             oldp: Cell::new(std::ptr::null_mut()),
             cpuclock: AtomicI32::new(0),
-            p_want: AtomicU32::new(0),
-            p_ack: AtomicU32::new(0),
         }
     }
 

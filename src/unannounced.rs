@@ -8,7 +8,7 @@
 //!
 //! A P whose `schedtick` has not moved is watched through its M's
 //! thread CPU clock (`pthread_getcpuclockid`, ~0.25µs a read). A clock
-//! that has not advanced for `Config::unannounced_handoff` (default 200µs)
+//! that has not advanced for `Config::unannounced_handoff` (off by default; 200µs suggested)
 //! means the thread has not run: it sits in the kernel, or waits for a
 //! CPU. `/proc/self/task/TID/syscall` (kept open, read with `pread`) then
 //! tells which: the number of the system call it is blocked in, or
@@ -35,19 +35,14 @@
 //! The M, at every entry into runtime code from goroutine code
 //! (`LockedM::acquire` when `locks` goes 0 → 1, after raising it;
 //! `mcall`, whose g0 side clears `curg` first; `entersyscall`), checks
-//! (`check_p`). sysmon, right after its CAS, bumps the M's `p_want`;
-//! the M's fast check is "`p_want == p_ack`" — two plain loads of its own
-//! words, no fence, no RMW, nothing on the P's cache lines. Otherwise it
-//! reads `p_want` (acquire), looks at the P (its status is `P_RUNNING` and
-//! its `m` is this M; or `p_blocked(m)`, which it CASes back to
-//! `P_RUNNING` — exactly one of it and sysmon's commit wins; or the P is
-//! gone) and stores what it read into `p_ack`. A check after the probe
-//! sees the bump (and, through it, the tag); `p_ack` cannot already hold
-//! that value, since an M that read it before the probe also saw the tag
-//! and took the P back, which makes the commit fail. A check before the
-//! bump means that when sysmon probed the thread was running, or in the
-//! runtime (`locks` raised or `curg` cleared before any system call it
-//! could block in), and sysmon backs off.
+//! (`check_p`): its P's status is `P_RUNNING` and its `m` is this M —
+//! plain loads, no fence, no RMW. Either the check runs after the probe
+//! (then it sees `p_blocked(m)`, and CASes it back to `P_RUNNING` —
+//! exactly one of it and sysmon's commit wins — or it sees the P gone) or
+//! before it, and then when sysmon probed the thread was running, or in
+//! the runtime (`locks` raised or `curg` cleared before any system call
+//! it could block in), and sysmon backs off. Another M's `p_blocked`
+//! with `m` still this M is a stale attempt that sysmon undoes: still ours.
 //!
 //! # Without a P
 //!
@@ -93,43 +88,40 @@ pub(crate) fn check_p(mp: &'static M) -> bool {
     let Some(p) = (unsafe { pp.as_ref() }) else {
         return false;
     };
-    // The M's own words only: no load on the P's cache lines.
-    if mp.p_want.load(Ordering::Relaxed) == mp.p_ack.load(Ordering::Relaxed) {
+    if p.status.load(Ordering::Acquire) == P_RUNNING
+        && std::ptr::eq(p.m.load(Ordering::Relaxed), mp)
+    {
         return true;
     }
     check_p_slow(mp, p)
 }
 
-/// sysmon started taking the P (`p_want` moved): look at the P itself,
-/// then record that this request was dealt with.
+/// Whether `mp` still owns `p`, taking it back from sysmon if it can.
+/// The P is gone only once sysmon committed (`P_IDLE`, then `m` cleared,
+/// then maybe another owner). Any other status with `m` still this M is
+/// ours: `P_RUNNING` (sysmon backed off), or another M's `p_blocked` —
+/// sysmon read `m` just before this M took the P, and it backs off when
+/// it sees `m` changed (it CASes the status back then).
 #[cold]
 #[inline(never)]
 fn check_p_slow(mp: &'static M, p: &P) -> bool {
-    // Acquire: sysmon bumped `p_want` after its CAS to `p_blocked`, so the
-    // status read below is at least that.
-    let want = mp.p_want.load(Ordering::Acquire);
-    let owned = check_status(mp, p);
-    mp.p_ack.store(want, Ordering::Relaxed);
-    owned
-}
-
-fn check_status(mp: &'static M, p: &P) -> bool {
     let tag = p_blocked(mp);
     loop {
         let st = p.status.load(Ordering::Acquire);
-        if st == P_RUNNING && std::ptr::eq(p.m.load(Ordering::Relaxed), mp) {
-            return true; // sysmon backed off meanwhile
+        if st == tag {
+            if p.status
+                .compare_exchange(tag, P_RUNNING, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                unmark(mp);
+                return true;
+            }
+            continue;
         }
-        if st != tag {
-            break; // handed off
-        }
-        if p.status
-            .compare_exchange(tag, P_RUNNING, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            unmark(mp);
+        if st != P_IDLE && std::ptr::eq(p.m.load(Ordering::Relaxed), mp) {
             return true;
         }
+        break; // handed off
     }
     mp.p.store(std::ptr::null_mut(), Ordering::Relaxed);
     false
@@ -482,10 +474,13 @@ impl Monitor {
         {
             return seen;
         }
-        // Tell the M to look at its P at its next runtime entry (after the
-        // CAS: an M that sees the new value sees the tag too).
-        let want = mp.p_want.load(Ordering::Relaxed).wrapping_add(1);
-        mp.p_want.store(want, Ordering::SeqCst);
+        if !std::ptr::eq(pp.m.load(Ordering::Acquire), mp) {
+            // The P changed hands since we read its M: not this one's.
+            let _ = pp
+                .status
+                .compare_exchange(tag, P_RUNNING, Ordering::SeqCst, Ordering::SeqCst);
+            return seen;
+        }
         let state = self.probe.state(mp);
         let nr = match state {
             ThreadState::Syscall(nr)

@@ -20,7 +20,11 @@ fn child(test: &str) {
 }
 
 fn start(procs: usize) {
-    gort::Builder::new().procs(procs).start().unwrap();
+    gort::Builder::new()
+        .procs(procs)
+        .unannounced_handoff(Some(gort::DEFAULT_UNANNOUNCED_HANDOFF))
+        .start()
+        .unwrap();
 }
 
 /// Runs `block` on a goroutine beside a goroutine ticking every 1ms
@@ -223,6 +227,7 @@ fn std_mutex_across_preemption(procs: usize) {
     gort::Builder::new()
         .procs(procs)
         .time_slice(Duration::from_millis(1))
+        .unannounced_handoff(Some(gort::DEFAULT_UNANNOUNCED_HANDOFF))
         .start()
         .unwrap();
     let t0 = Instant::now();
@@ -324,6 +329,7 @@ fn child_cpu_cost() {
     gort::Builder::new()
         .procs(1)
         .time_slice(gort::MIN_TIME_SLICE)
+        .unannounced_handoff(Some(gort::DEFAULT_UNANNOUNCED_HANDOFF))
         .start()
         .unwrap();
     let t0 = Instant::now();
