@@ -72,6 +72,14 @@
 //!   goroutine waits for the P of a goroutine blocked in a syscall (meant
 //!   for procs=1, where only the handoff can run B). Percentiles in µs.
 //!
+//! - `lateness_pipes`: the `lateness` sleeper beside `PIPE_READERS`
+//!   goroutines that read their pipes one byte at a time with plain
+//!   blocking `std` reads (not `syscall::blocking`: unannounced), a plain
+//!   thread writing a byte to every pipe every 2ms (meant for procs=1,
+//!   where every read that blocks holds the only P until sysmon hands it
+//!   off). Go's side reads with `syscall.Read` on blocking pipes (an
+//!   announced syscall) and writes from a goroutine.
+//!
 //! Before the spinning workloads start, the main goroutine waits until
 //! asynchronous preemption is active (the code map is built in the
 //! background at start-up, tens of ms): these workloads measure the
@@ -129,6 +137,12 @@ const WORKLOADS: &[Workload] = &[
         default_n: 300,
         smoke_n: 5,
         kind: Kind::Once(lateness_syscall),
+    },
+    Workload {
+        name: "lateness_pipes",
+        default_n: 300,
+        smoke_n: 5,
+        kind: Kind::Once(lateness_pipes),
     },
     Workload {
         name: "fairness",
@@ -315,6 +329,54 @@ fn lateness(n: u64) -> String {
             })
             .collect::<Vec<Duration>>()
     });
+    latency_fields(late)
+}
+
+/// Goroutines reading pipes in `lateness_pipes`.
+const PIPE_READERS: usize = 8;
+
+/// Runs on the main goroutine: see `lateness_pipes` in the module docs.
+fn lateness_pipes(n: u64) -> String {
+    use std::io::{Read, Write};
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..PIPE_READERS {
+        let (r, w) = std::io::pipe().expect("pipe");
+        readers.push(r);
+        writers.push(w);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let feeder = std::thread::spawn(move || {
+        while !st.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(2));
+            for w in &mut writers {
+                let _ = w.write_all(b"x");
+            }
+        }
+        // Dropping the write ends ends the readers (EOF).
+    });
+    let hs: Vec<_> = readers
+        .into_iter()
+        .map(|mut r| {
+            gort::spawn(move || {
+                let mut b = [0u8; 1];
+                while r.read(&mut b).is_ok_and(|k| k > 0) {}
+            })
+        })
+        .collect();
+    let late: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t0 = Instant::now();
+            gort::time::sleep(SLEEP);
+            t0.elapsed().saturating_sub(SLEEP)
+        })
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().expect("feeder thread");
+    for h in hs {
+        h.join().expect("pipe reader");
+    }
     latency_fields(late)
 }
 

@@ -23,7 +23,9 @@
 use crate::stack::Stack;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 
 pub(crate) const G_IDLE: u32 = 0;
@@ -135,6 +137,12 @@ pub(crate) struct G {
     /// The main goroutine of a `run`: its panic is printed by `run`
     /// (owner; see panics.rs).
     pub(crate) run_main: Cell<bool>,
+    /// While sysmon sees the G blocked in the kernel outside
+    /// `syscall::blocking`: when that began (nanotime; 0 otherwise), and
+    /// the system call's number. Written by sysmon (and cleared by the G's
+    /// M when it takes a P back); read by dumps.
+    pub(crate) blocked_since: AtomicU64,
+    pub(crate) blocked_nr: AtomicI64,
 }
 
 // SAFETY: a G is handed between threads only through the scheduler's queues
@@ -164,6 +172,8 @@ impl G {
             entry_name: Cell::new(""),
             parent_id: AtomicU64::new(0),
             run_main: Cell::new(false),
+            blocked_since: AtomicU64::new(0),
+            blocked_nr: AtomicI64::new(-1),
         }
     }
 

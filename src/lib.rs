@@ -76,6 +76,7 @@ mod sysmon;
 mod timer;
 mod trace;
 mod traceback;
+mod unannounced;
 
 /// Time: goroutine-aware sleeping, one-shot timers and tickers.
 pub mod time {
@@ -89,7 +90,8 @@ pub use join::{exit, run, spawn, Exit, JoinHandle};
 pub use panics::panic_message;
 pub use runtime::{
     Builder, Error, Runtime, DEFAULT_MAINTENANCE_PERIOD, DEFAULT_SCAVENGE_AFTER,
-    DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MAX_PROCS, MIN_STACK_SIZE, MIN_TIME_SLICE,
+    DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, DEFAULT_UNANNOUNCED_HANDOFF, MAX_PROCS, MIN_STACK_SIZE,
+    MIN_TIME_SLICE, MIN_UNANNOUNCED_HANDOFF,
 };
 pub use syscall::{lock_os_thread, unlock_os_thread};
 
@@ -158,6 +160,10 @@ pub struct Stats {
     pub preempt_rejected: u64,
     /// Ps sysmon took back from goroutines blocked in `syscall::blocking`.
     pub syscall_handoffs: u64,
+    /// Ps sysmon took from goroutines blocked in the kernel without
+    /// `syscall::blocking` (plain `std` calls; see
+    /// `Builder::unannounced_handoff`).
+    pub unannounced_handoffs: u64,
     /// Passes of the maintenance goroutine.
     pub maintenance_runs: u64,
     /// Whether asynchronous (signal) preemption is active.
@@ -187,6 +193,7 @@ pub fn stats() -> Stats {
         preempted_async: preempt::ASYNC.load(Ordering::Relaxed),
         preempt_rejected: preempt::REJECTED.load(Ordering::Relaxed),
         syscall_handoffs: sysmon::HANDOFFS.load(Ordering::Relaxed),
+        unannounced_handoffs: unannounced::HANDOFFS.load(Ordering::Relaxed),
         maintenance_runs: trace::MAINTENANCE_RUNS.load(Ordering::Relaxed),
         async_preempt: s.async_preempt.load(Ordering::Relaxed),
     }

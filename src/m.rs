@@ -28,7 +28,7 @@ use crate::g::G;
 use crate::note::Note;
 use crate::p::P;
 use std::cell::{Cell, UnsafeCell};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, Ordering};
 
 /// What g0 must do with the G that just switched to it (the argument of
 /// Go's `mcall`).
@@ -72,8 +72,11 @@ pub(crate) struct M {
     pub(crate) spinning: AtomicBool,
     /// Where an idle M sleeps.
     pub(crate) park: Note,
-    /// > 0 while runtime code runs on a goroutine stack: no preemption.
-    pub(crate) locks: Cell<u32>,
+    /// Nonzero while runtime code runs on a goroutine stack: no
+    /// preemption, and this M may be using its P. Written only by the M's
+    /// own thread; sysmon reads it before taking the P of a goroutine
+    /// blocked in the kernel (see `unannounced`).
+    pub(crate) locks: Locks,
     /// What to do after the current G switches to g0.
     pub(crate) after: Cell<After>,
     pub(crate) park_fn: Cell<Option<ParkFn>>,
@@ -92,6 +95,27 @@ pub(crate) struct M {
     pub(crate) oldp: Cell<*mut P>,
     /// Where a dump asks this M for its running goroutine's frames.
     pub(crate) traceback: crate::traceback::TracebackSlot,
+    /// This thread's CPU-time clock (`pthread_getcpuclockid`; 0 until
+    /// `minit`): sysmon reads it to tell a thread that runs from one that
+    /// sits in the kernel.
+    pub(crate) cpuclock: AtomicI32,
+}
+
+/// `M::locks`: a counter only its own thread writes, as plain loads and
+/// stores (an atomic so sysmon may read it; no read-modify-write on the
+/// hot paths).
+pub(crate) struct Locks(AtomicU32);
+
+impl Locks {
+    #[inline(always)]
+    pub(crate) fn get(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    pub(crate) fn set(&self, n: u32) {
+        self.0.store(n, Ordering::Relaxed)
+    }
 }
 
 // SAFETY: Cell fields are touched only by the M's own thread (the docs of
@@ -111,7 +135,7 @@ impl M {
             nextp: AtomicPtr::new(std::ptr::null_mut()),
             spinning: AtomicBool::new(false),
             park: Note::new(),
-            locks: Cell::new(0),
+            locks: Locks(AtomicU32::new(0)),
             after: Cell::new(After::Nothing),
             park_fn: Cell::new(None),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1),
@@ -121,6 +145,7 @@ impl M {
             lockedg: AtomicPtr::new(std::ptr::null_mut()),
             oldp: Cell::new(std::ptr::null_mut()),
             traceback: crate::traceback::TracebackSlot::new(),
+            cpuclock: AtomicI32::new(0),
         }
     }
 
@@ -173,9 +198,19 @@ pub(crate) fn setm(mp: &'static M) {
 pub(crate) struct LockedM(&'static M);
 
 impl LockedM {
+    /// Enters runtime code. Coming from goroutine code (`locks` was 0, not
+    /// on g0),
+    /// first makes sure the M still owns its P: sysmon may have handed it
+    /// to another M while the goroutine sat in the kernel; then `p()` is
+    /// null and the caller works without a P (see `unannounced`).
+    #[inline]
     pub(crate) fn acquire() -> Option<LockedM> {
         let mp = getm()?;
-        mp.locks.set(mp.locks.get() + 1);
+        let n = mp.locks.get();
+        mp.locks.set(n + 1);
+        if n == 0 && !mp.curg().is_null() {
+            crate::unannounced::check_p(mp);
+        }
         Some(LockedM(mp))
     }
 

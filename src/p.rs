@@ -24,6 +24,15 @@ pub(crate) const P_RUNNING: u32 = 1;
 /// Its M is in a system call; sysmon may take it (CAS to P_IDLE).
 pub(crate) const P_SYSCALL: u32 = 2;
 
+/// The status of a P that sysmon is about to take from M `m`, whose
+/// goroutine sits in the kernel without having announced it
+/// (`unannounced`): `P_RUNNING` → this → `P_IDLE` (sysmon) or back to
+/// `P_RUNNING` (sysmon, or `m` itself by CAS). The M's id is part of the
+/// value, so only that M can take it back (no ABA with a later owner).
+pub(crate) fn p_blocked(m: &M) -> u32 {
+    ((m.id as u32) << 2) | 3
+}
+
 pub(crate) const RUNQ_SIZE: u32 = 256;
 
 pub(crate) struct P {

@@ -25,6 +25,13 @@ pub const MAX_PROCS: usize = 1024;
 pub const DEFAULT_SCAVENGE_AFTER: Duration = Duration::from_secs(5 * 60);
 /// How often the maintenance goroutine runs (Go's forced-GC period).
 pub const DEFAULT_MAINTENANCE_PERIOD: Duration = Duration::from_secs(2 * 60);
+/// The suggested delay for `Builder::unannounced_handoff`: how long a
+/// goroutine may sit in the kernel outside `syscall::blocking` before
+/// sysmon hands its processor to another thread. (The handoff is off
+/// unless asked for: see the README's hazards.)
+pub const DEFAULT_UNANNOUNCED_HANDOFF: Duration = Duration::from_micros(200);
+/// The shortest unannounced handoff delay accepted.
+pub const MIN_UNANNOUNCED_HANDOFF: Duration = Duration::from_micros(100);
 
 /// The runtime's settings, fixed once it starts.
 #[derive(Clone, Debug)]
@@ -36,6 +43,9 @@ pub(crate) struct Config {
     pub(crate) scavenge_after: Duration,
     pub(crate) maintenance_period: Duration,
     pub(crate) on_deadlock: crate::deadlock::OnDeadlock,
+    /// Hand off the P of a goroutine blocked in the kernel (unannounced)
+    /// after this long; None: never.
+    pub(crate) unannounced_handoff: Option<Duration>,
     pub(crate) debug: DebugFlags,
 }
 
@@ -45,6 +55,11 @@ pub(crate) struct DebugFlags {
     pub(crate) schedtrace_ms: u64,
     pub(crate) scheddetail: bool,
     pub(crate) asyncpreemptoff: bool,
+    /// `blockwarn=MS`: report goroutines blocked in the kernel (outside
+    /// `syscall::blocking`) longer than this.
+    pub(crate) blockwarn_ms: Option<u64>,
+    /// `blockhandoff=US`: the unannounced handoff delay (0: off).
+    pub(crate) blockhandoff_us: Option<u64>,
 }
 
 /// Why the runtime could not be configured.
@@ -117,6 +132,7 @@ pub struct Builder {
     scavenge_after: Option<Duration>,
     maintenance_period: Option<Duration>,
     on_deadlock: Option<crate::deadlock::OnDeadlock>,
+    unannounced_handoff: Option<Option<Duration>>,
 }
 
 impl Builder {
@@ -175,6 +191,19 @@ impl Builder {
         self
     }
 
+    /// How long a goroutine may sit in the kernel without announcing it
+    /// (a plain `std` call that blocks: file I/O, `std::thread::sleep`, a
+    /// contended `std::sync::Mutex`, a blocking socket) before sysmon
+    /// hands its processor to another thread, as it does for
+    /// `syscall::blocking` (at least 100µs; `DEFAULT_UNANNOUNCED_HANDOFF`
+    /// = 200µs is a good value; `None`, the default for now, turns it
+    /// off: see the README's hazards). Also `GORT_DEBUG=blockhandoff=US`
+    /// (0 = off).
+    pub fn unannounced_handoff(mut self, after: Option<Duration>) -> Builder {
+        self.unannounced_handoff = Some(after);
+        self
+    }
+
     /// Checks the settings and the environment and returns the config.
     fn config(&self) -> Result<Config, Error> {
         let env = EnvConfig::read()?;
@@ -213,6 +242,21 @@ impl Builder {
                 expected: "at least 10ms".to_string(),
             });
         }
+        let unannounced_handoff = match (self.unannounced_handoff, env.debug.blockhandoff_us) {
+            (Some(d), _) => d,
+            (None, Some(0)) => None,
+            (None, Some(us)) => Some(Duration::from_micros(us)),
+            // Off by default for now: a race seen under qemu-aarch64 (an M
+            // in the scheduler without a P) is not understood yet.
+            (None, None) => None,
+        };
+        if unannounced_handoff.is_some_and(|d| d < MIN_UNANNOUNCED_HANDOFF) {
+            return Err(Error::BadSetting {
+                setting: "unannounced_handoff",
+                value: format!("{unannounced_handoff:?}"),
+                expected: format!("None or at least {MIN_UNANNOUNCED_HANDOFF:?}"),
+            });
+        }
         Ok(Config {
             procs,
             stack_size,
@@ -221,6 +265,7 @@ impl Builder {
             scavenge_after: self.scavenge_after.unwrap_or(DEFAULT_SCAVENGE_AFTER),
             maintenance_period,
             on_deadlock: self.on_deadlock.unwrap_or_default(),
+            unannounced_handoff,
             debug: env.debug,
         })
     }
@@ -332,8 +377,8 @@ fn parse_maxprocs(v: &str) -> Result<usize, Error> {
 
 /// Parses `GORT_DEBUG`: comma-separated `name=value` pairs, like GODEBUG.
 pub(crate) fn parse_debug(v: &str) -> Result<DebugFlags, Error> {
-    const EXPECTED: &str =
-        "comma-separated settings: schedtrace=MS, scheddetail=0|1, asyncpreemptoff=0|1";
+    const EXPECTED: &str = "comma-separated settings: schedtrace=MS, scheddetail=0|1, \
+                            asyncpreemptoff=0|1, blockwarn=MS, blockhandoff=US (0 or at least 100)";
     let bad = || Error::BadEnv {
         var: "GORT_DEBUG",
         value: v.to_string(),
@@ -351,6 +396,14 @@ pub(crate) fn parse_debug(v: &str) -> Result<DebugFlags, Error> {
             "schedtrace" => flags.schedtrace_ms = value.parse().map_err(|_| bad())?,
             "scheddetail" => flags.scheddetail = flag(value)?,
             "asyncpreemptoff" => flags.asyncpreemptoff = flag(value)?,
+            "blockwarn" => flags.blockwarn_ms = Some(value.parse().map_err(|_| bad())?),
+            "blockhandoff" => {
+                let us: u64 = value.parse().map_err(|_| bad())?;
+                if us != 0 && us < MIN_UNANNOUNCED_HANDOFF.as_micros() as u64 {
+                    return Err(bad());
+                }
+                flags.blockhandoff_us = Some(us);
+            }
             _ => return Err(bad()),
         }
     }
@@ -388,7 +441,21 @@ mod tests {
         assert!(!f.asyncpreemptoff);
         assert!(parse_debug("asyncpreemptoff=1").unwrap().asyncpreemptoff);
         assert!(parse_debug("").is_ok());
-        for bad in ["schedtrace", "schedtrace=x", "bogus=1", "scheddetail=2"] {
+        let f = parse_debug("blockwarn=50,blockhandoff=0").unwrap();
+        assert_eq!(f.blockwarn_ms, Some(50));
+        assert_eq!(f.blockhandoff_us, Some(0));
+        assert_eq!(
+            parse_debug("blockhandoff=250").unwrap().blockhandoff_us,
+            Some(250)
+        );
+        for bad in [
+            "schedtrace",
+            "schedtrace=x",
+            "bogus=1",
+            "scheddetail=2",
+            "blockwarn=x",
+            "blockhandoff=5",
+        ] {
             let msg = parse_debug(bad).unwrap_err().to_string();
             assert!(msg.contains("GORT_DEBUG"), "{msg}");
         }

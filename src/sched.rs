@@ -462,6 +462,7 @@ fn minit(s: &Sched, mp: &'static M) {
     mp.procid.store(tid, Ordering::Release);
     mp.stackguard_slot.set(arch::stackguard_slot());
     arch::minit_preempt();
+    crate::unannounced::minit(mp);
     // An idle M may sleep until the next timer (stopm_until): keep the
     // kernel's default 50µs timer slack from delaying it.
     // SAFETY: PR_SET_TIMERSLACK only affects this thread's timed waits.
@@ -608,11 +609,15 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         g.stackguard0.store(guard, Ordering::Relaxed);
         // SAFETY: our own TLS word (set in minit).
         unsafe { mp.stackguard_slot.get().write_volatile(guard) };
+        // Goroutine code from here: sysmon may take the P if it blocks in
+        // the kernel (unannounced).
         mp.curg.store(gp, Ordering::Release);
         // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
         // which is complete because gp was handed to us through a queue or
         // park protocol that runs only after its switch finished.
         unsafe { arch::gort_switch(mp.g0_sp.get(), *g.sched_sp.get()) };
+        // First thing on g0 (before any system call): sysmon never takes
+        // the P of an M without a goroutine.
         mp.curg.store(std::ptr::null_mut(), Ordering::Release);
         // SAFETY: our own TLS word: g0 never takes the check's slow path.
         unsafe { mp.stackguard_slot.get().write_volatile(0) };
@@ -1076,14 +1081,53 @@ pub(crate) unsafe extern "C" fn goroutine_entry(arg: *mut u8) -> ! {
 /// which is never preempted.
 #[inline(never)]
 pub(crate) fn mcall(after: After) {
-    let mp = getm().expect("mcall outside an M");
+    let mut mp = getm().expect("mcall outside an M");
     let gp = mp.curg();
     debug_assert!(!gp.is_null(), "mcall on g0");
+    // Entering the scheduler, which needs a P: sysmon may have handed
+    // ours off while this goroutine sat in the kernel (unannounced). (No
+    // need to raise `locks` first: g0's first act is to clear `curg`, and
+    // sysmon never takes the P of an M without a goroutine.)
+    if after != After::ExitSyscall && !crate::unannounced::check_p(mp) {
+        match mcall_without_p(mp, gp, after) {
+            Some(m) => mp = m,
+            None => return,
+        }
+    }
     mp.after.set(after);
     // SAFETY: we are gp, running on mp; saving into gp's own context slot
     // and resuming mp's g0, which is suspended in execute().
     unsafe { arch::gort_switch((*gp).sched_sp.get(), *mp.g0_sp.get()) };
     // From here on `mp` may be stale: we may run on another M.
+}
+
+/// `mcall` for a goroutine whose M lost its P: takes an
+/// idle P, else, as exitsyscall, queues the goroutine globally and parks
+/// the M until the goroutine is resumed on an M with a P (maybe another
+/// one). Returns that M, or None if the request (a yield) is served.
+#[cold]
+#[inline(never)]
+fn mcall_without_p(mut mp: &'static M, gp: *mut G, after: After) -> Option<&'static M> {
+    while !crate::unannounced::take_idle_p(mp) {
+        let park_fn = mp.park_fn.take();
+        mp.after.set(After::ExitSyscall);
+        // SAFETY: we are gp, running on mp: saves into gp's own context
+        // slot and resumes mp's g0, which is suspended in execute().
+        unsafe { arch::gort_switch((*gp).sched_sp.get(), *mp.g0_sp.get()) };
+        mp = getm().expect("mcall outside an M");
+        // Back with a P: no longer "in a syscall" for dumps.
+        // SAFETY: we are gp; Gs are never freed.
+        unsafe { (*gp).blocked_since.store(0, Ordering::Relaxed) };
+        if matches!(after, After::Yield | After::Preempt) {
+            // Queued and resumed: the yield has happened.
+            return None;
+        }
+        mp.park_fn.set(park_fn);
+        if crate::unannounced::check_p(mp) {
+            break;
+        }
+    }
+    Some(mp)
 }
 
 /// The current goroutine, or null on a thread that is not running one.

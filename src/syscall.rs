@@ -54,10 +54,17 @@ fn entersyscall() -> bool {
         return false; // nested blocking(): already off the P
     }
     mp.locks.set(mp.locks.get() + 1);
-    let pp = mp.p();
-    // SAFETY: a running goroutine's M holds a P.
-    let p = unsafe { &*pp };
     g.set_status(G_SYSCALL);
+    if !crate::unannounced::check_p(mp) {
+        // sysmon took our P while we sat in the kernel before (an
+        // unannounced call): nothing to release; exitsyscall finds a P.
+        mp.oldp.set(std::ptr::null_mut());
+        mp.locks.set(mp.locks.get() - 1);
+        return true;
+    }
+    let pp = mp.p();
+    // SAFETY: check_p says this M holds pp.
+    let p = unsafe { &*pp };
     p.syscalltick.fetch_add(1, Ordering::Relaxed);
     p.syscall_since
         .store(crate::timer::nanotime(), Ordering::Relaxed);

@@ -47,6 +47,8 @@ struct PTick {
     /// When sysmon last asked this P's goroutine to yield (not yet seen
     /// to): the next slice starts about then, not when sysmon sees it.
     preempted_at: Option<Instant>,
+    /// Its M's thread, watched for unannounced blocking.
+    watch: crate::unannounced::Watch,
 }
 
 /// Times sysmon handed off a P from a syscall, and preemptions it asked
@@ -170,9 +172,11 @@ fn sysmon(s: &'static Sched) -> ! {
             schedtick: 0,
             schedwhen: now,
             preempted_at: None,
+            watch: Default::default(),
         };
         s.procs()
     ];
+    let mut mon = crate::unannounced::Monitor::new(s);
     let mut idle: u32 = 0;
     let mut delay = MIN_DELAY;
     let mut last_trace = now;
@@ -182,6 +186,9 @@ fn sysmon(s: &'static Sched) -> ! {
     let mut dead_candidate = None;
     // When the earliest time slice running now ends (from retake).
     let mut slice_end: Option<Instant> = None;
+    // When retake wants to look at a thread that may be blocked in the
+    // kernel (nanotime).
+    let mut look_at: Option<u64> = None;
     loop {
         if idle == 0 {
             delay = MIN_DELAY;
@@ -191,8 +198,14 @@ fn sysmon(s: &'static Sched) -> ! {
         // Wake when the earliest running slice ends, so that every slice
         // lasts about `slice`, not up to a round delay more (fairness).
         let until_slice = slice_end.map(|e| e.saturating_duration_since(Instant::now()));
-        match until_slice {
-            Some(u) if u < delay => sleep_for(s, u.max(MIN_DELAY), true),
+        let until_look = look_at
+            .map(|t| Duration::from_nanos(t.saturating_sub(crate::timer::nanotime())))
+            .map(|d| d.max(MIN_DELAY));
+        match (until_slice, until_look) {
+            (Some(u), l) if u < delay && l.is_none_or(|l| u <= l) => {
+                sleep_for(s, u.max(MIN_DELAY), true)
+            }
+            (_, Some(l)) if l < delay => sleep_for(s, l, false),
             _ => sleep_for(s, delay, false),
         }
         if KICKED.swap(0, Ordering::AcqRel) != 0 {
@@ -220,6 +233,9 @@ fn sysmon(s: &'static Sched) -> ! {
                     let mut until = next_duty(s, last_scavenge, last_maintenance);
                     if let Some(r) = recheck {
                         until = until.min(r);
+                    }
+                    if let Some(w) = mon.next_warning() {
+                        until = until.min(w);
                     }
                     sleep_for(s, until, false);
                 }
@@ -264,8 +280,10 @@ fn sysmon(s: &'static Sched) -> ! {
         }
 
         let now = Instant::now();
-        let (retaken, end) = retake(s, &mut ticks, now);
+        mon.follow_lost(s, s.async_preempt.load(Ordering::Acquire));
+        let (retaken, end, look) = retake(s, &mut ticks, &mut mon, now);
         slice_end = end;
+        look_at = look;
         if retaken > 0 {
             idle = 0;
         } else {
@@ -295,12 +313,19 @@ fn next_duty(s: &Sched, last_scavenge: Instant, last_maintenance: Instant) -> Du
     scav.min(maint).max(MIN_DELAY)
 }
 
-/// Preempts long-running goroutines and takes Ps back from syscalls.
-/// Returns how many Ps it took back, and when the earliest time slice
-/// running now ends.
-fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> (u32, Option<Instant>) {
+/// Preempts long-running goroutines and takes Ps back from syscalls,
+/// announced or not (`unannounced`). Returns how many Ps it took back,
+/// when the earliest time slice running now ends, and when it wants to
+/// look at a thread that may be blocked in the kernel (nanotime).
+fn retake(
+    s: &'static Sched,
+    ticks: &mut [PTick],
+    mon: &mut crate::unannounced::Monitor,
+    now: Instant,
+) -> (u32, Option<Instant>, Option<u64>) {
     let mut n = 0;
     let mut slice_end: Option<Instant> = None;
+    let mut look_at: Option<u64> = None;
     let slice = s.config.time_slice;
     let async_ok = s.async_preempt.load(Ordering::Acquire);
     for (pp, pd) in s.allp.iter().zip(ticks.iter_mut()) {
@@ -308,10 +333,13 @@ fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> (u32, Option<
         // Whether the P's current time slice is used up (running, or
         // entered a syscall at the end of it: Go's `sysretake`).
         let mut slice_over = false;
+        let mut tick_moved = true;
         if status == P_RUNNING || status == P_SYSCALL {
             let t = pp.schedtick.load(Ordering::Relaxed);
-            if pd.schedtick != t {
+            tick_moved = pd.schedtick != t;
+            if tick_moved {
                 pd.schedtick = t;
+                crate::unannounced::Monitor::reset(&mut pd.watch);
                 // After our preemption request the next goroutine started
                 // right away: date its slice from the request.
                 pd.schedwhen = match pd.preempted_at.take() {
@@ -326,11 +354,30 @@ fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> (u32, Option<
         }
         if status == P_RUNNING {
             let mut end = pd.schedwhen + slice;
+            let mp = pp.m.load(Ordering::Acquire);
+            // SAFETY: Ms are never freed.
+            let mp = unsafe { mp.as_ref() };
+            // Whether the thread may be running (not sat in the kernel).
+            let mut ran = true;
+            if let (Some(mp), false) = (mp, tick_moved) {
+                // The schedtick did not move this round: watch the thread.
+                let seen = mon.watch(s, pp, mp, &mut pd.watch);
+                if seen.handed_off {
+                    n += 1;
+                    continue;
+                }
+                ran = seen.ran;
+                if let Some(t) = seen.look_at {
+                    look_at = Some(look_at.map_or(t, |l| l.min(t)));
+                }
+            }
             if slice_over {
-                let mp = pp.m.load(Ordering::Acquire);
-                // SAFETY: Ms are never freed.
-                if let Some(mp) = unsafe { mp.as_ref() } {
-                    if crate::preempt::preempt_one(mp, async_ok) {
+                if let Some(mp) = mp {
+                    // No signal to a thread that sits in the kernel: it
+                    // would be rejected, and would cut short a call with
+                    // a timeout (EINTR). The cooperative request stays.
+                    let signal = async_ok && mon.may_signal(mp, ran);
+                    if crate::preempt::preempt_one(mp, signal) {
                         PREEMPT_REQUESTS.fetch_add(1, Ordering::Relaxed);
                         pd.preempted_at = Some(now);
                     }
@@ -373,7 +420,7 @@ fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> (u32, Option<
             }
         }
     }
-    (n, slice_end)
+    (n, slice_end, look_at)
 }
 
 /// How often the scavenger looks: every second, or more often for short

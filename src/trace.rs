@@ -167,6 +167,15 @@ pub(crate) fn goroutine_dump(s: &Sched) -> String {
                 g.waitreason.get().as_str(),
                 fmt_wait(std::time::Duration::from_nanos(waited))
             )
+        } else if st == G_RUNNING && g.blocked_since.load(Ordering::Relaxed) != 0 {
+            // Blocked in the kernel outside syscall::blocking (sysmon saw
+            // it: `unannounced`).
+            let since = g.blocked_since.load(Ordering::Relaxed);
+            let name = crate::unannounced::syscall_name(g.blocked_nr.load(Ordering::Relaxed));
+            format!(
+                "syscall, {}, {name}",
+                fmt_wait(std::time::Duration::from_nanos(now.saturating_sub(since)))
+            )
         } else {
             gstatus_name(st).to_string()
         };

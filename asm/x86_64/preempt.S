@@ -55,6 +55,7 @@ FUNC_BEGIN(gort_async_preempt)
     .cfi_def_cfa %rsp, 136           /* CFA = interrupted rsp */
     .cfi_offset %rip, -136           /* interrupted rip at [rsp] */
     pushq %rbp
+    .cfi_def_cfa_offset 144          /* the push moved rsp: CFA = rsp + 144 */
     .cfi_offset %rbp, -144
     movq %rsp, %rbp                  /* frame record: [rbp]=rbp, [rbp+8]=rip */
     .cfi_def_cfa %rbp, 144
