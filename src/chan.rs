@@ -297,6 +297,10 @@ impl Blocker {
             // a timer must not hold a pointer to a Waiter on our stack.
             // Same rule as Waiter's: after the first unlock below, nothing
             // of the goroutine's stack is touched.
+            let timed = timer.is_some();
+            let gp = crate::sched::getg();
+            // SAFETY: the current goroutine (this one) is alive; owner write.
+            unsafe { (*gp).timed_wait.set(timed) };
             crate::sched::park(reason, &mut |gp| {
                 // On g0, the goroutine parked. Move everything off its
                 // stack before the first lock is released: from then on it
@@ -314,6 +318,11 @@ impl Blocker {
                 }
                 true
             });
+            if timed {
+                let gp = crate::sched::getg();
+                // SAFETY: as above (the goroutine runs again).
+                unsafe { (*gp).timed_wait.set(false) };
+            }
         }
         claim.state.load(Ordering::Acquire)
     }

@@ -59,9 +59,22 @@ pub(crate) enum WaitReason {
     SyncWaitGroupWait,
     SyncOnce,
     IoWait,
+    /// `gort::block_on`: a future's waker, which any thread may call.
+    Future,
 }
 
 impl WaitReason {
+    /// Whether a goroutine waiting for this reason can only be woken by
+    /// another goroutine (or a `spawn_blocking` task): not by a timer,
+    /// the network or a system call. The group checker's "durably
+    /// blocked" (Go's testing/synctest).
+    pub(crate) fn durable(self) -> bool {
+        !matches!(
+            self,
+            WaitReason::None | WaitReason::Sleep | WaitReason::IoWait | WaitReason::Future
+        )
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             WaitReason::None => "",
@@ -78,6 +91,7 @@ impl WaitReason {
             WaitReason::SyncWaitGroupWait => "sync.WaitGroup.Wait",
             WaitReason::SyncOnce => "sync.Once",
             WaitReason::IoWait => "IO wait",
+            WaitReason::Future => "future",
         }
     }
 }
@@ -121,6 +135,22 @@ pub(crate) struct G {
     /// preemption trampoline's caller moves it here from the M's save area
     /// and back). Grow-only, reused (owner).
     pub(crate) vector_save: UnsafeCell<Vec<u8>>,
+    /// The group (`gort::run`) this G belongs to, 0 for none (written by
+    /// `newproc` before the G is queued; read by the group checker).
+    pub(crate) group: AtomicU64,
+    /// `(parks << 1) | durable`: bumped by the owner at every park, with
+    /// whether that wait can only end by another goroutine of the runtime
+    /// (see `group`). Read by the group checker.
+    pub(crate) park_mark: AtomicU64,
+    /// The wait about to start has a timer (set by the owner before
+    /// `park`, e.g. a channel operation with a timeout).
+    pub(crate) timed_wait: Cell<bool>,
+    /// Goroutine-local storage (`gort::local!`; owner only).
+    pub(crate) locals: UnsafeCell<crate::local::Locals>,
+    /// Whether `name` holds a name (owner; saves a lock on every spawn).
+    pub(crate) named: AtomicBool,
+    /// The name given with `gort::Spawn::name` (dumps read it).
+    pub(crate) name: crate::lock::Mutex<Option<Arc<str>>>,
 }
 
 // SAFETY: a G is handed between threads only through the scheduler's queues
@@ -147,6 +177,12 @@ impl G {
             locked: Cell::new(0),
             wait_since: AtomicU64::new(0),
             vector_save: UnsafeCell::new(Vec::new()),
+            group: AtomicU64::new(0),
+            park_mark: AtomicU64::new(0),
+            timed_wait: Cell::new(false),
+            locals: UnsafeCell::new(crate::local::Locals::new()),
+            named: AtomicBool::new(false),
+            name: crate::lock::Mutex::new(None),
         }
     }
 

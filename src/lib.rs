@@ -17,12 +17,16 @@
 use std::sync::atomic::Ordering;
 
 mod arch;
+mod blocking;
 pub mod chan;
 mod deadlock;
 mod fd;
+mod future;
 mod g;
+mod group;
 pub mod io;
 mod join;
+mod local;
 mod lock;
 mod m;
 pub mod net;
@@ -33,12 +37,14 @@ mod park;
 pub mod preempt;
 mod runtime;
 mod sched;
+mod scope;
 mod signal;
 mod stack;
 mod symbols;
 pub mod sync;
 pub mod syscall;
 mod sysmon;
+mod testing;
 mod timer;
 mod trace;
 
@@ -47,10 +53,21 @@ pub mod time {
     pub use crate::timer::{after, sleep, Ticker, Timer};
 }
 
+pub use blocking::spawn_blocking;
 pub use deadlock::OnDeadlock;
+pub use future::block_on;
 pub use gort_macros::main;
 pub use gort_macros::preemptible;
+pub use gort_macros::test;
 pub use join::{exit, run, spawn, Exit, JoinHandle};
+pub use local::LocalKey;
+pub use scope::{scope, Scope, ScopedJoinHandle, Spawn};
+
+/// Used by the expansion of `#[gort::test]`; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::testing::{test_run, TestOptions};
+}
 pub use runtime::{
     Builder, Error, Runtime, DEFAULT_MAINTENANCE_PERIOD, DEFAULT_SCAVENGE_AFTER,
     DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MAX_PROCS, MIN_STACK_SIZE, MIN_TIME_SLICE,

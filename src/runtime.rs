@@ -230,6 +230,7 @@ impl Builder {
     pub fn start(self) -> Result<Runtime, Error> {
         let config = self.config()?;
         if crate::sched::start(config) {
+            crate::join::install_panic_hook();
             Ok(Runtime { _private: () })
         } else {
             Err(Error::AlreadyStarted)
@@ -249,7 +250,7 @@ impl Runtime {
     pub fn run<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
+        T: 'static,
     {
         crate::run(f)
     }
@@ -278,7 +279,9 @@ pub(crate) fn ensure_started() {
     }
     match Builder::new().config() {
         Ok(config) => {
-            crate::sched::start(config);
+            if crate::sched::start(config) {
+                crate::join::install_panic_hook();
+            }
         }
         Err(e) => panic!("{e}"),
     }

@@ -1015,7 +1015,12 @@ fn gfget(s: &Sched, pp: Option<&P>) -> *mut G {
 
 /// Creates a goroutine running `task` and queues it (Go's `newproc`).
 /// Returns its id.
-pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> u64 {
+/// `name`: for dumps and panics (`gort::Spawn::name`).
+pub(crate) fn newproc(
+    task: Arc<dyn Task>,
+    site: &'static Location<'static>,
+    name: Option<Arc<str>>,
+) -> u64 {
     let s = sched();
     let locked = LockedM::acquire();
     let pp = locked
@@ -1033,6 +1038,11 @@ pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> 
     unsafe { *g.task.get() = Some(task) };
     g.spawn_site.set(site);
     g.waitreason.set(WaitReason::None);
+    g.group.store(crate::group::current(), Ordering::Relaxed);
+    if g.named.load(Ordering::Relaxed) || name.is_some() {
+        g.named.store(name.is_some(), Ordering::Relaxed);
+        *g.name.lock() = name;
+    }
     g.set_status(G_RUNNABLE);
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
     s.spawned.fetch_add(1, Ordering::Relaxed);
@@ -1100,10 +1110,8 @@ pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) 
     assert!(!gp.is_null(), "park outside a goroutine");
     // SAFETY: we are gp.
     if unsafe { (*gp).status() } == G_SYSCALL {
-        panic!(
-            "gort: a goroutine cannot wait on goroutine primitives (join, channels, \
-             sync) inside syscall::blocking; move the wait outside the closure"
-        );
+        // Every wait checks for this and blocks the thread instead.
+        crate::fatal("gort: a goroutine parked inside syscall::blocking (it holds no P)");
     }
     // SAFETY: we are gp.
     unsafe {
@@ -1113,6 +1121,12 @@ pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) 
         (*gp)
             .wait_since
             .store(crate::timer::nanotime_coarse(), Ordering::Relaxed);
+        // For the group checker: a new park, and whether it is durable.
+        let durable = reason.durable() && !(*gp).timed_wait.get();
+        let parks = ((*gp).park_mark.load(Ordering::Relaxed) >> 1) + 1;
+        (*gp)
+            .park_mark
+            .store(parks << 1 | durable as u64, Ordering::Relaxed);
     }
     // SAFETY: erases the closure's lifetime; it stays valid because it
     // lives on gp's stack, and g0 calls it before gp can resume.

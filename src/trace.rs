@@ -145,13 +145,22 @@ pub(crate) fn schedtrace(s: &Sched, detail: bool) {
 /// Every live goroutine, Go-style: `goroutine N [wait reason, waited]:`
 /// then where it was spawned.
 pub(crate) fn goroutine_dump(s: &Sched) -> String {
+    dump_where(s, |_| true)
+}
+
+/// The goroutines of one group (`gort::run`), as `goroutine_dump`.
+pub(crate) fn goroutine_dump_group(s: &Sched, group: u64) -> String {
+    dump_where(s, |g| g.group.load(Ordering::Relaxed) == group)
+}
+
+fn dump_where(s: &Sched, keep: impl Fn(&crate::g::G) -> bool) -> String {
     let now = crate::timer::nanotime();
     let mut out = String::new();
     for &gp in s.allg.lock().iter() {
         // SAFETY: Gs are never freed; fields are read racily, for display.
         let g = unsafe { &*gp };
         let st = g.status();
-        if st == G_IDLE || st == G_DEAD {
+        if st == G_IDLE || st == G_DEAD || !keep(g) {
             continue;
         }
         let state = if st == G_WAITING {
@@ -169,9 +178,18 @@ pub(crate) fn goroutine_dump(s: &Sched) -> String {
         } else {
             ", locked to thread"
         };
+        let name = if g.named.load(Ordering::Relaxed) {
+            g.name
+                .lock()
+                .as_ref()
+                .map(|n| format!(" \"{n}\""))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "goroutine {} [{state}{locked}]:\n\tspawned at {}\n",
+            "goroutine {}{name} [{state}{locked}]:\n\tspawned at {}\n",
             g.id(),
             g.spawn_site.get()
         );

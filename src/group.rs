@@ -1,0 +1,283 @@
+//! Goroutine groups and the deadlock check per group (DESIGN §17).
+//!
+//! Each `gort::run` (and so each `#[gort::test]`) starts a group: its main
+//! goroutine and, transitively, every goroutine spawned from one of the
+//! group's goroutines (or from a `spawn_blocking` task started by one).
+//! A goroutine spawned from a plain thread belongs to no group (id 0).
+//!
+//! # Durably blocked (Go's testing/synctest bubbles)
+//!
+//! A group is deadlocked when every one of its goroutines is parked on a
+//! wait only another goroutine can end — channel, mutex, rwlock, condvar,
+//! wait group, once, join — with no timer of the group pending (a sleep, a
+//! channel timeout, an armed `Timer`/`Ticker`, an `after`), none waiting
+//! on the network, in a system call or in `block_on`, and no
+//! `spawn_blocking` task of the group still running. Goroutines of other
+//! groups do not matter: a test that leaks a goroutine parked in `accept`
+//! does not hide another test's deadlock.
+//!
+//! # The checker
+//!
+//! A helper thread (`gort-deadlock`, started with the first `run`) looks
+//! every `CHECK_EVERY` while some `run` waits: one walk over `allg` groups
+//! the goroutines by group. A group that looks deadlocked is reported only
+//! if it looks *the same* `GRACE` later: the same goroutines, each parked
+//! the same number of times (`G::park_mark`). A plain thread can still
+//! wake a goroutine (a channel send from outside the runtime), which the
+//! runtime cannot see coming; such a wake-up within the grace moves a park
+//! count and cancels the report. The report goes to that group's `run`
+//! only, with a dump of that group's goroutines.
+
+use crate::deadlock::RunWait;
+use crate::g::{G_DEAD, G_IDLE, G_WAITING};
+use crate::lock::Mutex;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar};
+use std::time::{Duration, Instant};
+
+/// How often the checker looks while some `run` waits.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How long a group must look deadlocked, unchanged, before it is reported.
+pub(crate) const GRACE: Duration = Duration::from_millis(300);
+
+static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The group a plain thread spawns into (set by `run` around the spawn
+    /// of its main goroutine, and by `spawn_blocking` threads for a task).
+    static THREAD_GROUP: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A fresh group id.
+pub(crate) fn new_group() -> u64 {
+    NEXT_GROUP.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The group of the caller: its goroutine's, or the plain thread's.
+pub(crate) fn current() -> u64 {
+    let gp = crate::sched::getg();
+    if gp.is_null() {
+        THREAD_GROUP.with(|c| c.get())
+    } else {
+        // SAFETY: the current goroutine is alive while it runs.
+        unsafe { (*gp).group.load(Ordering::Relaxed) }
+    }
+}
+
+/// Makes goroutines spawned by this plain thread join `group` until dropped.
+pub(crate) struct ThreadGroup(u64);
+
+impl ThreadGroup {
+    pub(crate) fn enter(group: u64) -> ThreadGroup {
+        ThreadGroup(THREAD_GROUP.with(|c| c.replace(group)))
+    }
+}
+
+impl Drop for ThreadGroup {
+    fn drop(&mut self) {
+        THREAD_GROUP.with(|c| c.set(self.0));
+    }
+}
+
+/// Per group: how many things that can wake its goroutines without the
+/// runtime seeing it are alive (armed timers, `spawn_blocking` tasks).
+static HOLDS: Mutex<Option<HashMap<u64, usize>>> = Mutex::new(None);
+
+/// Keeps the caller's group from being reported while it lives.
+pub(crate) struct Hold(u64);
+
+impl Hold {
+    /// A hold on the caller's group (a no-op outside any group).
+    pub(crate) fn current() -> Hold {
+        Hold::on(current())
+    }
+
+    pub(crate) fn on(group: u64) -> Hold {
+        if group != 0 {
+            *HOLDS
+                .lock()
+                .get_or_insert_with(HashMap::new)
+                .entry(group)
+                .or_insert(0) += 1;
+        }
+        Hold(group)
+    }
+
+    pub(crate) fn group(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.0 == 0 {
+            return;
+        }
+        let mut holds = HOLDS.lock();
+        if let Some(map) = holds.as_mut() {
+            if let Some(n) = map.get_mut(&self.0) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.0);
+                }
+            }
+        }
+    }
+}
+
+fn held(group: u64) -> bool {
+    HOLDS
+        .lock()
+        .as_ref()
+        .is_some_and(|m| m.contains_key(&group))
+}
+
+// ---------------------------------------------------------------------------
+// Panic messages of a test's goroutines (for `#[gort::test]`).
+
+/// Groups whose goroutines' panic messages are kept, with the messages.
+static PANICS: Mutex<Option<HashMap<u64, Vec<String>>>> = Mutex::new(None);
+
+/// At most this many messages are kept per group.
+const PANICS_KEPT: usize = 8;
+
+/// Starts keeping the panic messages of `group`'s goroutines.
+pub(crate) fn keep_panics(group: u64) {
+    PANICS
+        .lock()
+        .get_or_insert_with(HashMap::new)
+        .insert(group, Vec::new());
+}
+
+/// Stops keeping them and returns those kept.
+pub(crate) fn take_panics(group: u64) -> Vec<String> {
+    PANICS
+        .lock()
+        .as_mut()
+        .and_then(|m| m.remove(&group))
+        .unwrap_or_default()
+}
+
+/// From the panic hook: a goroutine of `group` panicked with `msg`.
+pub(crate) fn panicked(group: u64, msg: impl FnOnce() -> String) {
+    let mut panics = PANICS.lock();
+    if let Some(v) = panics.as_mut().and_then(|m| m.get_mut(&group)) {
+        if v.len() < PANICS_KEPT {
+            v.push(msg());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The checker thread.
+
+static CHECKER: AtomicBool = AtomicBool::new(false);
+static WAKE: (std::sync::Mutex<bool>, Condvar) = (std::sync::Mutex::new(false), Condvar::new());
+
+/// A `run` started waiting: make sure the checker runs.
+pub(crate) fn run_registered() {
+    if !CHECKER.swap(true, Ordering::AcqRel) {
+        let spawned = std::thread::Builder::new()
+            .name("gort-deadlock".into())
+            .spawn(checker);
+        if spawned.is_err() {
+            // Without the checker only the process-wide check works.
+            CHECKER.store(false, Ordering::Release);
+        }
+        return;
+    }
+    let (lock, cv) = &WAKE;
+    *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    cv.notify_one();
+}
+
+/// What a group looked like: its goroutines and their park counts.
+type Shape = Vec<(u64, u64)>;
+
+fn checker() {
+    let mut seen: HashMap<u64, (Instant, Shape)> = HashMap::new();
+    loop {
+        let runs: Vec<Arc<RunWait>> = crate::deadlock::group_runs();
+        if runs.is_empty() {
+            seen.clear();
+            let (lock, cv) = &WAKE;
+            let mut woken = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while !*woken {
+                woken = cv.wait(woken).unwrap_or_else(|e| e.into_inner());
+            }
+            *woken = false;
+            continue;
+        }
+        std::thread::sleep(CHECK_EVERY);
+        let Some(s) = crate::sched::try_sched() else {
+            continue;
+        };
+        let shapes = blocked_shapes(s, &runs);
+        let now = Instant::now();
+        seen.retain(|g, _| shapes.contains_key(g));
+        for (group, shape) in shapes {
+            match seen.get(&group) {
+                Some((since, old)) if *old == shape => {
+                    if now.duration_since(*since) >= GRACE && !held(group) {
+                        seen.remove(&group);
+                        report(s, &runs, group);
+                    }
+                }
+                _ => {
+                    seen.insert(group, (now, shape));
+                }
+            }
+        }
+    }
+}
+
+/// The groups of `runs` whose goroutines all look durably blocked, with
+/// their shapes (one walk over `allg`).
+fn blocked_shapes(s: &crate::sched::Sched, runs: &[Arc<RunWait>]) -> HashMap<u64, Shape> {
+    let mut shapes: HashMap<u64, Option<Shape>> = runs
+        .iter()
+        .filter(|r| !held(r.group))
+        .map(|r| (r.group, Some(Vec::new())))
+        .collect();
+    for &gp in s.allg.lock().iter() {
+        // SAFETY: Gs are never freed; these fields are atomics.
+        let g = unsafe { &*gp };
+        let Some(slot) = shapes.get_mut(&g.group.load(Ordering::Relaxed)) else {
+            continue;
+        };
+        let Some(shape) = slot else { continue };
+        let st = g.status();
+        if st == G_IDLE || st == G_DEAD {
+            continue;
+        }
+        // Status first (acquire): the mark of the park that set WAITING is
+        // visible then.
+        let mark = g.park_mark.load(Ordering::Relaxed);
+        if st != G_WAITING || mark & 1 == 0 {
+            *slot = None; // live: this group is not deadlocked
+            continue;
+        }
+        shape.push((g.id(), mark));
+    }
+    shapes
+        .into_iter()
+        .filter_map(|(g, s)| s.filter(|s| !s.is_empty()).map(|mut s| (g, {
+            s.sort_unstable();
+            s
+        })))
+        .collect()
+}
+
+fn report(s: &crate::sched::Sched, runs: &[Arc<RunWait>], group: u64) {
+    let Some(run) = runs.iter().find(|r| r.group == group) else {
+        return;
+    };
+    let text = format!(
+        "all goroutines are asleep - deadlock!\n\n(the goroutines of gort::run at {})\n\n{}",
+        run.site,
+        crate::trace::goroutine_dump_group(s, group)
+    );
+    crate::deadlock::report_one(s, run, text);
+}
