@@ -263,10 +263,14 @@ fn blocked_shapes(s: &crate::sched::Sched, runs: &[Arc<RunWait>]) -> HashMap<u64
     }
     shapes
         .into_iter()
-        .filter_map(|(g, s)| s.filter(|s| !s.is_empty()).map(|mut s| (g, {
-            s.sort_unstable();
-            s
-        })))
+        .filter_map(|(g, s)| {
+            s.filter(|s| !s.is_empty()).map(|mut s| {
+                (g, {
+                    s.sort_unstable();
+                    s
+                })
+            })
+        })
         .collect()
 }
 

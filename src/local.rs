@@ -316,6 +316,15 @@ impl<T: 'static> std::fmt::Debug for LocalKey<T> {
 #[macro_export]
 macro_rules! local {
     () => {};
+    // `= const { .. }` as `thread_local!` allows (the value is made on
+    // first use either way).
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = const $init:block; $($rest:tt)*) => {
+        $crate::local!($(#[$attr])* $vis static $name: $t = $init);
+        $crate::local!($($rest)*);
+    };
+    ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = const $init:block) => {
+        $crate::local!($(#[$attr])* $vis static $name: $t = $init);
+    };
     ($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr; $($rest:tt)*) => {
         $crate::local!($(#[$attr])* $vis static $name: $t = $init);
         $crate::local!($($rest)*);

@@ -95,7 +95,10 @@ fn test_deadlock_fails_the_test_with_go_s_report() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!out.status.success(), "{all}");
-    assert!(all.contains("all goroutines are asleep - deadlock!"), "{all}");
+    assert!(
+        all.contains("all goroutines are asleep - deadlock!"),
+        "{all}"
+    );
     assert!(all.contains("[chan receive, "), "{all}");
 }
 
@@ -130,7 +133,11 @@ fn child_options_conflict() {
 
 #[test]
 fn test_options_configure_the_runtime_or_say_why_not() {
-    let out = run_child("child_options_apply", &[("GORT_MAXPROCS", "2")], CHILD_LIMIT);
+    let out = run_child(
+        "child_options_apply",
+        &[("GORT_MAXPROCS", "2")],
+        CHILD_LIMIT,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("PROCS 1"), "{stdout}");
     let out = run_child("child_options_conflict", &[], CHILD_LIMIT);

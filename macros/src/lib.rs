@@ -96,8 +96,7 @@ fn test_impl(
     item: proc_macro2::TokenStream,
 ) -> syn::Result<proc_macro2::TokenStream> {
     let f: ItemFn = syn::parse2(item)?;
-    if f.sig.asyncness.is_some() || !f.sig.inputs.is_empty() || !f.sig.generics.params.is_empty()
-    {
+    if f.sig.asyncness.is_some() || !f.sig.inputs.is_empty() || !f.sig.generics.params.is_empty() {
         return Err(syn::Error::new_spanned(
             &f.sig,
             "#[gort::test] expects a plain `fn name()` (not async, no arguments, no generics)",
