@@ -58,6 +58,7 @@ pub(crate) enum WaitReason {
     SyncCondWait,
     SyncWaitGroupWait,
     SyncOnce,
+    SyncSemacquire,
     IoWait,
     /// `gort::block_on`: a future's waker, which any thread may call.
     Future,
@@ -90,6 +91,7 @@ impl WaitReason {
             WaitReason::SyncCondWait => "sync.Cond.Wait",
             WaitReason::SyncWaitGroupWait => "sync.WaitGroup.Wait",
             WaitReason::SyncOnce => "sync.Once",
+            WaitReason::SyncSemacquire => "semacquire",
             WaitReason::IoWait => "IO wait",
             WaitReason::Future => "future",
         }

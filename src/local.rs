@@ -146,7 +146,8 @@ impl<T: 'static> LocalKey<T> {
         if i != 0 {
             let locals = current();
             // SAFETY: the caller's own table; the shared borrow ends here.
-            if let Some(s) = unsafe { (&(*locals).slots).get(i - 1) } {
+            let slots: &Vec<Slot> = unsafe { &(*locals).slots };
+            if let Some(s) = slots.get(i - 1) {
                 if !s.ptr.is_null() {
                     return s.ptr as *const T;
                 }

@@ -34,7 +34,7 @@ where
     let panics = crate::group::take_panics(group);
     let mut also = String::new();
     for p in &panics {
-        also.push_str("\n");
+        also.push('\n');
         also.push_str(p);
     }
     match r {

@@ -158,7 +158,7 @@ fn child_spawn_from_a_plain_thread_first() {
         return;
     }
     // Nothing started the runtime: spawn does.
-    let h = gort::spawn(|| gort::current_id());
+    let h = gort::spawn(gort::current_id);
     let id = h.join().unwrap();
     println!("ID {id} PROCS {}", gort::stats().procs);
 }
@@ -330,7 +330,7 @@ fn scope_propagates_panics() {
 
 #[test]
 fn scope_works_from_a_plain_thread() {
-    let v = vec![1, 2, 3];
+    let v = String::from("abc");
     let n = gort::scope(|s| s.spawn(|| v.len()).join().unwrap());
     assert_eq!(n, 3);
 }
@@ -469,4 +469,129 @@ fn every_wait_inside_syscall_blocking_blocks_the_thread() {
         from_future + from_chan + joined + *m.lock()
     });
     assert_eq!(got, 9 + 1 + 5 + 1);
+}
+
+// ---------------------------------------------------------------------------
+// The small things: unbounded channel, Semaphore, Barrier, JoinSet, the
+// lock_os_thread guard.
+
+#[gort::test]
+fn unbounded_channel_never_blocks_a_sender() {
+    let (tx, rx) = gort::chan::unbounded();
+    for i in 0..100_000u32 {
+        tx.send(i).unwrap(); // no receiver running: must not wait
+    }
+    assert_eq!(tx.capacity(), usize::MAX);
+    assert_eq!(rx.len(), 100_000);
+    drop(tx);
+    let mut n = 0u32;
+    while let Ok(v) = rx.recv() {
+        assert_eq!(v, n);
+        n += 1;
+    }
+    assert_eq!(n, 100_000);
+}
+
+#[gort::test]
+fn semaphore_bounds_the_holders() {
+    static SEM: gort::sync::Semaphore = gort::sync::Semaphore::new(3);
+    static INSIDE: AtomicUsize = AtomicUsize::new(0);
+    static MAX: AtomicUsize = AtomicUsize::new(0);
+    let hs: Vec<_> = (0..50)
+        .map(|_| {
+            gort::spawn(|| {
+                let _p = SEM.acquire();
+                let n = INSIDE.fetch_add(1, Ordering::SeqCst) + 1;
+                MAX.fetch_max(n, Ordering::SeqCst);
+                gort::time::sleep(Duration::from_millis(1));
+                INSIDE.fetch_sub(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(MAX.load(Ordering::SeqCst), 3);
+    assert_eq!(SEM.available_permits(), 3);
+    let a = SEM.try_acquire().unwrap();
+    let b = SEM.try_acquire().unwrap();
+    SEM.try_acquire().unwrap().forget();
+    assert!(SEM.try_acquire().is_none());
+    drop((a, b));
+    SEM.add_permits(1);
+    assert_eq!(SEM.available_permits(), 3);
+}
+
+#[gort::test]
+fn barrier_rounds_with_one_leader_each() {
+    let barrier = Arc::new(gort::sync::Barrier::new(8));
+    let leaders = Arc::new(AtomicUsize::new(0));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..8)
+        .map(|_| {
+            let (b, l, a) = (barrier.clone(), leaders.clone(), arrived.clone());
+            gort::spawn(move || {
+                for round in 1..=5 {
+                    a.fetch_add(1, Ordering::SeqCst);
+                    if b.wait().is_leader() {
+                        l.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // Nobody passes before all 8 of this round arrived.
+                    assert!(a.load(Ordering::SeqCst) >= 8 * round);
+                    b.wait();
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(leaders.load(Ordering::SeqCst), 5);
+}
+
+#[gort::test]
+fn join_set_returns_the_first_to_finish() {
+    let mut set = gort::JoinSet::new();
+    let mut ids = std::collections::HashMap::new();
+    for ms in [300u64, 1, 150] {
+        let id = set.spawn(move || {
+            gort::time::sleep(Duration::from_millis(ms));
+            ms
+        });
+        ids.insert(id, ms);
+    }
+    set.spawn(|| panic!("one of them fails"));
+    assert_eq!(set.len(), 4);
+    let mut order = Vec::new();
+    while let Some((id, r)) = set.join_next() {
+        match r {
+            Ok(ms) => {
+                assert_eq!(ids[&id], ms);
+                order.push(ms);
+            }
+            Err(p) => assert_eq!(panic_message(&*p), "one of them fails"),
+        }
+    }
+    assert_eq!(order, [1, 150, 300]);
+    assert!(set.is_empty() && set.join_next().is_none());
+}
+
+#[gort::test]
+fn lock_os_thread_guard_keeps_the_goroutine_on_its_thread() {
+    fn tid() -> i32 {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::gettid() }
+    }
+    let _others: Vec<_> = (0..8)
+        .map(|_| gort::spawn(|| gort::time::sleep(Duration::from_millis(20))))
+        .collect();
+    {
+        let _g = gort::lock_os_thread_guard();
+        let t = tid();
+        for _ in 0..20 {
+            gort::time::sleep(Duration::from_micros(500));
+            gort::yield_now();
+            assert_eq!(tid(), t);
+        }
+    }
 }
