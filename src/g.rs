@@ -151,6 +151,9 @@ pub(crate) struct G {
     pub(crate) locals: UnsafeCell<crate::local::Locals>,
     /// Whether `name` holds a name (owner; saves a lock on every spawn).
     pub(crate) named: AtomicBool,
+    /// Stack size asked for with `gort::Spawn::stack_size` (rounded to
+    /// pages), or 0 for the runtime's (owner; set at spawn).
+    pub(crate) stack_size: Cell<usize>,
     /// The name given with `gort::Spawn::name` (dumps read it).
     pub(crate) name: crate::lock::Mutex<Option<Arc<str>>>,
 }
@@ -184,6 +187,7 @@ impl G {
             timed_wait: Cell::new(false),
             locals: UnsafeCell::new(crate::local::Locals::new()),
             named: AtomicBool::new(false),
+            stack_size: Cell::new(0),
             name: crate::lock::Mutex::new(None),
         }
     }

@@ -188,20 +188,21 @@ where
     T: Send + 'static,
 {
     crate::runtime::ensure_started();
-    spawn_at(f, Location::caller(), None)
+    spawn_at(f, Location::caller(), None, 0)
 }
 
 pub(crate) fn spawn_at<F, T>(
     f: F,
     site: &'static Location<'static>,
     name: Option<Arc<str>>,
+    stack_size: usize,
 ) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     let (task, mut handle) = packet(f);
-    handle.id = crate::sched::newproc(task, site, name);
+    handle.id = crate::sched::newproc(task, site, name, stack_size);
     handle
 }
 
@@ -301,6 +302,7 @@ where
             },
             site,
             None,
+            0,
         )
     };
     deadlock::register(&wait);

@@ -53,6 +53,7 @@ impl<T: Send + 'static> JoinSet<T> {
             },
             Location::caller(),
             None,
+            0,
         );
         self.pending += 1;
         h.id()

@@ -584,7 +584,10 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
     }
     if g.stack.get().is_none() {
         // SAFETY: we hold pp; gp has never run since it was (re)spawned.
-        let stack = stackalloc(s, unsafe { &*pp });
+        let stack = match g.stack_size.get() {
+            0 => stackalloc(s, unsafe { &*pp }),
+            n => crate::stack::alloc_sized(n),
+        };
         g.stack.set(Some(stack));
         // SAFETY: the stack is ours and unused; hi is page-aligned.
         let sp = unsafe { arch::init_stack(stack.hi, goroutine_entry, gp as *mut u8) };
@@ -974,7 +977,11 @@ fn gdestroy(s: &Sched, mp: &M, gp: *mut G) {
         mp.lockedg.store(std::ptr::null_mut(), Ordering::Release);
     }
     if let Some(stack) = g.stack.take() {
-        stackfree(s, pp, stack);
+        if g.stack_size.get() == 0 {
+            stackfree(s, pp, stack);
+        } else {
+            crate::stack::free_sized(stack);
+        }
     }
     // SAFETY: owner write.
     unsafe { *g.sched_sp.get() = 0 };
@@ -1015,11 +1022,13 @@ fn gfget(s: &Sched, pp: Option<&P>) -> *mut G {
 
 /// Creates a goroutine running `task` and queues it (Go's `newproc`).
 /// Returns its id.
-/// `name`: for dumps and panics (`gort::Spawn::name`).
+/// `name`: for dumps and panics (`gort::Spawn::name`); `stack_size`:
+/// 0 or the runtime's for the default, else rounded bytes (`Spawn::stack_size`).
 pub(crate) fn newproc(
     task: Arc<dyn Task>,
     site: &'static Location<'static>,
     name: Option<Arc<str>>,
+    stack_size: usize,
 ) -> u64 {
     let s = sched();
     let locked = LockedM::acquire();
@@ -1039,6 +1048,12 @@ pub(crate) fn newproc(
     g.spawn_site.set(site);
     g.waitreason.set(WaitReason::None);
     g.group.store(crate::group::current(), Ordering::Relaxed);
+    // 0: the runtime's size, from the P's cache.
+    g.stack_size.set(if stack_size == s.stacks.size() {
+        0
+    } else {
+        stack_size
+    });
     if g.named.load(Ordering::Relaxed) || name.is_some() {
         g.named.store(name.is_some(), Ordering::Relaxed);
         *g.name.lock() = name;

@@ -17,23 +17,22 @@ use std::sync::{Arc, Mutex};
 
 /// Options for one goroutine: a name (shown in dumps, deadlock and
 /// timeout reports, and in the line gort prints before a goroutine's
-/// panic message).
+/// panic message) and a stack size.
 ///
 /// ```no_run
 /// gort::run(|| {
-///     let h = gort::Spawn::new().name("worker-3").spawn(|| 6 * 7);
+///     let h = gort::Spawn::new()
+///         .name("worker-3")
+///         .stack_size(4 << 20) // deep recursion ahead
+///         .spawn(|| 6 * 7);
 ///     assert_eq!(h.join().unwrap(), 42);
 /// });
 /// ```
-///
-/// There is no per-goroutine stack size: every stack comes from one pool
-/// of `Builder::stack_size` (default 256 KiB of address space, committed
-/// lazily), which is what makes spawning cheap. Set the size for all
-/// goroutines there.
 #[derive(Clone, Debug, Default)]
 #[must_use = "a Spawn does nothing until .spawn() is called"]
 pub struct Spawn {
     name: Option<Arc<str>>,
+    stack_size: Option<usize>,
 }
 
 impl Spawn {
@@ -48,7 +47,33 @@ impl Spawn {
         self
     }
 
+    /// The goroutine's stack size in bytes (address space, committed as
+    /// it is touched), rounded up to whole pages; at least
+    /// [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE), at most 1 GiB. Default:
+    /// the runtime's (`Builder::stack_size`, 256 KiB). Stacks of the
+    /// runtime's size come from per-processor caches; other sizes from a
+    /// pool per size, a little slower to get.
+    pub fn stack_size(mut self, bytes: usize) -> Spawn {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// The stack size for `newproc`: 0 for the runtime's.
+    #[track_caller]
+    fn stack_bytes(&self) -> usize {
+        match self.stack_size {
+            None => 0,
+            Some(b) if b > 1 << 30 => {
+                panic!("gort::Spawn::stack_size({b}): at most 1 GiB (1073741824 bytes)")
+            }
+            Some(b) => crate::stack::round_size(b.max(crate::MIN_STACK_SIZE)),
+        }
+    }
+
     /// Spawns `f` with these options, as [`gort::spawn`](crate::spawn).
+    ///
+    /// # Panics
+    /// If the stack size is over 1 GiB.
     #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> JoinHandle<T>
     where
@@ -56,7 +81,8 @@ impl Spawn {
         T: Send + 'static,
     {
         crate::runtime::ensure_started();
-        crate::join::spawn_at(f, Location::caller(), self.name)
+        let stack = self.stack_bytes();
+        crate::join::spawn_at(f, Location::caller(), self.name, stack)
     }
 
     /// Spawns `f` in `scope` with these options, as [`Scope::spawn`].
@@ -70,7 +96,8 @@ impl Spawn {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        scope.spawn_named(f, Location::caller(), self.name)
+        let stack = self.stack_bytes();
+        scope.spawn_named(f, Location::caller(), self.name, stack)
     }
 }
 
@@ -147,7 +174,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        self.spawn_named(f, Location::caller(), None)
+        self.spawn_named(f, Location::caller(), None, 0)
     }
 
     fn spawn_named<F, T>(
@@ -155,6 +182,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         f: F,
         site: &'static Location<'static>,
         name: Option<Arc<str>>,
+        stack_size: usize,
     ) -> ScopedJoinHandle<'scope, T>
     where
         F: FnOnce() -> T + Send + 'scope,
@@ -180,7 +208,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         // consumed; so the borrows outlive every use of them. Only the
         // lifetime changes, not the type.
         let main: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(main) };
-        let inner = crate::join::spawn_at(main, site, name);
+        let inner = crate::join::spawn_at(main, site, name, stack_size);
         ScopedJoinHandle {
             inner,
             packet,

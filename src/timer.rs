@@ -394,13 +394,9 @@ pub fn sleep(d: Duration) {
 
 /// Panics unless the runtime runs (timers need Ms to fire them).
 #[track_caller]
-fn need_runtime(what: &str) {
-    if !crate::sched::started() {
-        panic!(
-            "gort::time::{what} needs the runtime: call it inside gort::run(...), \
-             or start the runtime first with gort::Builder::new().start()"
-        );
-    }
+fn need_runtime() {
+    // Timers run on the runtime's Ps: start it if nothing did.
+    crate::runtime::ensure_started();
 }
 
 /// Returns a receiver that gets the current time once `d` has passed (Go's
@@ -411,10 +407,10 @@ fn need_runtime(what: &str) {
 /// the receiver before the time is up makes the timer a no-op.
 ///
 /// # Panics
-/// If the runtime has not been started.
+/// If the runtime had to be started and the environment is bad.
 #[track_caller]
 pub fn after(d: Duration) -> Receiver<Instant> {
-    need_runtime("after");
+    need_runtime();
     let (task, rx) = crate::chan::after_channel();
     let hold = crate::group::Hold::current();
     let task: Arc<dyn TimerTask> = if hold.group() == 0 {
@@ -566,7 +562,7 @@ impl TimerCore {
 ///
 /// [`stop`](Timer::stop) and [`reset`](Timer::reset) follow Go 1.23: once
 /// they return, no value from before them is received. Dropping the timer
-/// stops it. Needs the runtime (panics otherwise); usable from goroutines
+/// stops it. Starts the runtime if nothing did; usable from goroutines
 /// and plain threads.
 pub struct Timer {
     core: Arc<TimerCore>,
@@ -577,10 +573,10 @@ impl Timer {
     /// A timer that fires once, `d` from now.
     ///
     /// # Panics
-    /// If the runtime has not been started.
+    /// If the runtime had to be started and the environment is bad.
     #[track_caller]
     pub fn new(d: Duration) -> Timer {
-        need_runtime("Timer::new");
+        need_runtime();
         let (core, rx) = TimerCore::new(d, 0);
         Timer { core, rx }
     }
@@ -643,7 +639,7 @@ impl Ticker {
     #[track_caller]
     pub fn new(period: Duration) -> Ticker {
         let ns = period_ns(period);
-        need_runtime("Ticker::new");
+        need_runtime();
         let (core, rx) = TimerCore::new(period, ns);
         Ticker { core, rx }
     }

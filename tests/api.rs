@@ -595,3 +595,56 @@ fn lock_os_thread_guard_keeps_the_goroutine_on_its_thread() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Spawn::stack_size
+
+/// Recurses `depth` times with a 1 KiB frame; returns the stack used.
+#[inline(never)]
+fn deep(depth: usize, top: usize) -> usize {
+    let frame = [depth as u8; 1024];
+    std::hint::black_box(&frame);
+    let here = &frame as *const _ as usize;
+    if depth == 0 {
+        return top - here;
+    }
+    deep(depth - 1, top).max(std::hint::black_box(top - here))
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_stack_sizes() {
+    if !is_child() {
+        return;
+    }
+    gort::run(|| {
+        // 4 MiB of recursion: far past the default 256 KiB.
+        let used = gort::Spawn::new()
+            .stack_size(8 << 20)
+            .spawn(|| {
+                let top = 0u8;
+                deep(4000, &top as *const u8 as usize)
+            })
+            .join()
+            .unwrap();
+        assert!(used > 4 << 20, "{used}");
+        // Stacks of a size are reused: 300 goroutines one after another
+        // reserve far less than 300 stacks.
+        let before = gort::stats().stack_reserved;
+        for _ in 0..300 {
+            gort::Spawn::new()
+                .stack_size(64 << 10)
+                .spawn(gort::yield_now)
+                .join()
+                .unwrap();
+        }
+        let grew = gort::stats().stack_reserved - before;
+        assert!(grew < 100 * (64 << 10), "{grew}");
+        println!("STACKS OK used={used} grew={grew}");
+    });
+}
+
+#[test]
+fn spawn_stack_size_gives_room_and_reuses_stacks() {
+    common::expect_child("child_stack_sizes", &[], CHILD_LIMIT, "STACKS OK");
+}

@@ -6,7 +6,9 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{parse_macro_input, ItemFn, ReturnType};
 
 /// Runs `fn main` as the main goroutine: the body becomes the closure given
-/// to `gort::run`, so the program ends when it returns.
+/// to `gort::run`, so the program ends when it returns. `main` may return
+/// anything `fn main` may, `Result<(), Box<dyn Error>>` included (the
+/// result need not be `Send`).
 ///
 /// ```ignore
 /// #[gort::main]
