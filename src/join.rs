@@ -100,6 +100,12 @@ where
 /// An owned permission to wait for a goroutine and take its result.
 ///
 /// Dropping it detaches the goroutine.
+///
+/// It is not a `Future`: its join word holds the one parked waiter
+/// (goroutine or thread), and a second, waker-based protocol would cost
+/// every join. Async code that waits for a goroutine can have it send its
+/// result on a `futures` oneshot or `async-channel` (goroutines send with
+/// [`block_on`](crate::block_on) where needed).
 pub struct JoinHandle<T> {
     packet: Arc<dyn Joinable<T>>,
     id: u64,

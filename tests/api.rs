@@ -428,7 +428,7 @@ fn block_on_a_timer_future() {
     let t0 = Instant::now();
     gort::block_on(futures_timer::Delay::new(Duration::from_millis(50)));
     assert!(t0.elapsed() >= Duration::from_millis(50));
-    // The goroutine parked, it did not hold its thread: others ran.
+    // Others run while it waits.
     let ran = Arc::new(AtomicUsize::new(0));
     let r2 = ran.clone();
     let spinner = gort::spawn(move || {
@@ -437,7 +437,9 @@ fn block_on_a_timer_future() {
             gort::yield_now();
         }
     });
-    gort::block_on(futures_timer::Delay::new(Duration::from_millis(50)));
+    gort::block_on(futures_timer::Delay::new(Duration::from_millis(200)));
+    // It finished while this goroutine waited for the timer.
+    assert!(spinner.is_finished());
     spinner.join().unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 10);
 }
