@@ -64,6 +64,9 @@ pub(crate) struct RunWait {
     pub(crate) group: u64,
     /// Where `run` was called (named in the group's report).
     pub(crate) site: &'static std::panic::Location<'static>,
+    /// The main goroutine, once it runs (the group checker looks at it
+    /// first: a deadlocked group's main goroutine sits in one park).
+    pub(crate) main_g: std::sync::atomic::AtomicPtr<crate::g::G>,
 }
 
 impl RunWait {
@@ -75,6 +78,7 @@ impl RunWait {
             report: Mutex::new(None),
             group,
             site,
+            main_g: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
         })
     }
 }

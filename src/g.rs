@@ -108,12 +108,31 @@ pub(crate) struct G {
     /// Goroutine id, unique for the process lifetime (owner writes on spawn).
     pub(crate) id: AtomicU64,
     pub(crate) status: AtomicU32,
+    /// Whether `name` holds a name (owner; saves a lock on every spawn).
+    pub(crate) named: AtomicBool,
+    /// The wait about to start has a timer (set by the owner before
+    /// `park`, e.g. a channel operation with a timeout).
+    pub(crate) timed_wait: Cell<bool>,
+    /// The group (`gort::run`) this G belongs to, 0 for none (written by
+    /// `newproc` before the G is queued; read by the group checker).
+    /// (These fields sit beside the ones `newproc` writes anyway: on the
+    /// same cache lines.)
+    pub(crate) group: AtomicU64,
+    /// Stack size asked for with `gort::Spawn::stack_size` (rounded to
+    /// pages), or 0 for the runtime's (owner; set at spawn).
+    pub(crate) stack_size: Cell<usize>,
+    /// `(parks << 1) | durable`: bumped by the owner at every park, with
+    /// whether that wait can only end by another goroutine of the runtime
+    /// (see `group`). Read by the group checker.
+    pub(crate) park_mark: AtomicU64,
     /// The task to run; taken by the G's entry (owner).
     pub(crate) task: UnsafeCell<Option<Arc<dyn Task>>>,
     /// Intrusive link for the global run queue and free lists (holder).
     pub(crate) schedlink: Cell<*mut G>,
     /// Why the G waits (owner).
     pub(crate) waitreason: Cell<WaitReason>,
+    /// Goroutine-local storage (`gort::local!`; owner only).
+    pub(crate) locals: UnsafeCell<crate::local::Locals>,
     /// Where `spawn` was called (owner writes on spawn).
     pub(crate) spawn_site: Cell<&'static Location<'static>>,
     /// A preemption was requested (sysmon sets, the G clears when it
@@ -137,23 +156,6 @@ pub(crate) struct G {
     /// preemption trampoline's caller moves it here from the M's save area
     /// and back). Grow-only, reused (owner).
     pub(crate) vector_save: UnsafeCell<Vec<u8>>,
-    /// The group (`gort::run`) this G belongs to, 0 for none (written by
-    /// `newproc` before the G is queued; read by the group checker).
-    pub(crate) group: AtomicU64,
-    /// `(parks << 1) | durable`: bumped by the owner at every park, with
-    /// whether that wait can only end by another goroutine of the runtime
-    /// (see `group`). Read by the group checker.
-    pub(crate) park_mark: AtomicU64,
-    /// The wait about to start has a timer (set by the owner before
-    /// `park`, e.g. a channel operation with a timeout).
-    pub(crate) timed_wait: Cell<bool>,
-    /// Goroutine-local storage (`gort::local!`; owner only).
-    pub(crate) locals: UnsafeCell<crate::local::Locals>,
-    /// Whether `name` holds a name (owner; saves a lock on every spawn).
-    pub(crate) named: AtomicBool,
-    /// Stack size asked for with `gort::Spawn::stack_size` (rounded to
-    /// pages), or 0 for the runtime's (owner; set at spawn).
-    pub(crate) stack_size: Cell<usize>,
     /// The name given with `gort::Spawn::name` (dumps read it).
     pub(crate) name: crate::lock::Mutex<Option<Arc<str>>>,
 }

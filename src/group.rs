@@ -19,8 +19,13 @@
 //! # The checker
 //!
 //! A helper thread (`gort-deadlock`, started with the first `run`) looks
-//! every `CHECK_EVERY` while some `run` waits: one walk over `allg` groups
-//! the goroutines by group. A group that looks deadlocked is reported only
+//! every `CHECK_EVERY` while some `run` waits. First at each group's main
+//! goroutine alone: a deadlocked group's main goroutine stays in one
+//! durable park, so only a group whose main goroutine did not move since
+//! the last look is examined further, by a walk over `allg` (stopped as
+//! soon as each examined group shows a live goroutine; and spaced so that
+//! walking takes at most a tenth of the time). A group that looks
+//! deadlocked is reported only
 //! if it looks *the same* `GRACE` later: the same goroutines, each parked
 //! the same number of times (`G::park_mark`). A plain thread can still
 //! wake a goroutine (a channel send from outside the runtime), which the
@@ -57,7 +62,12 @@ pub(crate) fn new_group() -> u64 {
 
 /// The group of the caller: its goroutine's, or the plain thread's.
 pub(crate) fn current() -> u64 {
-    let gp = crate::sched::getg();
+    of(crate::sched::getg())
+}
+
+/// The group of goroutine `gp` (the caller's own), or of the calling
+/// plain thread if null.
+pub(crate) fn of(gp: *mut crate::g::G) -> u64 {
     if gp.is_null() {
         THREAD_GROUP.with(|c| c.get())
     } else {
@@ -197,10 +207,15 @@ pub(crate) fn run_registered() {
 type Shape = Vec<(u64, u64)>;
 
 fn checker() {
+    // Per group: the main goroutine's park mark last round, and the shape
+    // of a group that looked deadlocked, with when it was seen.
+    let mut main_marks: HashMap<u64, u64> = HashMap::new();
     let mut seen: HashMap<u64, (Instant, Shape)> = HashMap::new();
+    let mut pause = CHECK_EVERY;
     loop {
         let runs: Vec<Arc<RunWait>> = crate::deadlock::group_runs();
         if runs.is_empty() {
+            main_marks.clear();
             seen.clear();
             let (lock, cv) = &WAKE;
             let mut woken = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -210,11 +225,38 @@ fn checker() {
             *woken = false;
             continue;
         }
-        std::thread::sleep(CHECK_EVERY);
+        std::thread::sleep(pause);
         let Some(s) = crate::sched::try_sched() else {
             continue;
         };
-        let shapes = blocked_shapes(s, &runs);
+        // Cheap filter first: a deadlocked group's main goroutine stays
+        // in one durable park. Only groups whose main goroutine did so
+        // since the last round are walked.
+        let mut suspects = Vec::new();
+        for r in &runs {
+            let gp = r.main_g.load(Ordering::Acquire);
+            if gp.is_null() {
+                continue; // not started yet
+            }
+            // SAFETY: Gs are never freed; these fields are atomics.
+            let g = unsafe { &*gp };
+            let st = g.status();
+            let mark = g.park_mark.load(Ordering::Relaxed);
+            let prev = main_marks.insert(r.group, mark);
+            if st == G_WAITING && mark & 1 == 1 && prev == Some(mark) && !held(r.group) {
+                suspects.push(r.group);
+            }
+        }
+        main_marks.retain(|g, _| runs.iter().any(|r| r.group == *g));
+        seen.retain(|g, _| suspects.contains(g));
+        if suspects.is_empty() {
+            continue;
+        }
+        let t0 = Instant::now();
+        let shapes = blocked_shapes(s, &suspects);
+        // Walking `allg` costs in proportion to the goroutines alive: keep
+        // it under a tenth of the checker's time.
+        pause = CHECK_EVERY.max(t0.elapsed() * 10);
         let now = Instant::now();
         seen.retain(|g, _| shapes.contains_key(g));
         for (group, shape) in shapes {
@@ -233,14 +275,13 @@ fn checker() {
     }
 }
 
-/// The groups of `runs` whose goroutines all look durably blocked, with
-/// their shapes (one walk over `allg`).
-fn blocked_shapes(s: &crate::sched::Sched, runs: &[Arc<RunWait>]) -> HashMap<u64, Shape> {
-    let mut shapes: HashMap<u64, Option<Shape>> = runs
-        .iter()
-        .filter(|r| !held(r.group))
-        .map(|r| (r.group, Some(Vec::new())))
-        .collect();
+/// Of `groups`, those whose goroutines all look durably blocked, with
+/// their shapes: one walk over `allg`, which stops early once every group
+/// has shown a live goroutine.
+fn blocked_shapes(s: &crate::sched::Sched, groups: &[u64]) -> HashMap<u64, Shape> {
+    let mut shapes: HashMap<u64, Option<Shape>> =
+        groups.iter().map(|&g| (g, Some(Vec::new()))).collect();
+    let mut undecided = groups.len();
     for &gp in s.allg.lock().iter() {
         // SAFETY: Gs are never freed; these fields are atomics.
         let g = unsafe { &*gp };
@@ -257,6 +298,10 @@ fn blocked_shapes(s: &crate::sched::Sched, runs: &[Arc<RunWait>]) -> HashMap<u64
         let mark = g.park_mark.load(Ordering::Relaxed);
         if st != G_WAITING || mark & 1 == 0 {
             *slot = None; // live: this group is not deadlocked
+            undecided -= 1;
+            if undecided == 0 {
+                break;
+            }
             continue;
         }
         shape.push((g.id(), mark));
@@ -265,10 +310,8 @@ fn blocked_shapes(s: &crate::sched::Sched, runs: &[Arc<RunWait>]) -> HashMap<u64
         .into_iter()
         .filter_map(|(g, s)| {
             s.filter(|s| !s.is_empty()).map(|mut s| {
-                (g, {
-                    s.sort_unstable();
-                    s
-                })
+                s.sort_unstable();
+                (g, s)
             })
         })
         .collect()

@@ -299,11 +299,16 @@ where
         }
     }
     let done = Done(wait.clone());
+    let main_wait = wait.clone();
     let h = {
         let _group = crate::group::ThreadGroup::enter(group);
         spawn_at(
             move || {
                 let _done = done;
+                main_wait
+                    .main_g
+                    .store(crate::sched::getg(), Ordering::Release);
+                drop(main_wait);
                 Handover(f())
             },
             site,

@@ -1047,7 +1047,12 @@ pub(crate) fn newproc(
     unsafe { *g.task.get() = Some(task) };
     g.spawn_site.set(site);
     g.waitreason.set(WaitReason::None);
-    g.group.store(crate::group::current(), Ordering::Relaxed);
+    // The spawner's group: its goroutine's (on this M), or the thread's.
+    let parent = locked
+        .as_ref()
+        .map(|l| l.m().curg())
+        .unwrap_or(std::ptr::null_mut());
+    g.group.store(crate::group::of(parent), Ordering::Relaxed);
     // 0: the runtime's size, from the P's cache.
     g.stack_size.set(if stack_size == s.stacks.size() {
         0
