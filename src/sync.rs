@@ -115,7 +115,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -1195,7 +1195,9 @@ impl CondQueue {
 /// A condition variable for [`Mutex`] (Go's `sync.Cond`): `wait` unlocks
 /// the mutex and parks until notified, then locks it again. Notifications
 /// are not lost (a waiter takes its place in line while it still holds the
-/// mutex) and there are no spurious wake-ups, but as always the condition
+/// mutex) and there are no spurious wake-ups (except that a
+/// [`wait_timeout`](Condvar::wait_timeout) reaching its deadline wakes
+/// every waiter of the condvar), but as always the condition
 /// may have changed again by the time the waiter holds the mutex: check it
 /// in a loop, or use [`wait_while`](Condvar::wait_while).
 ///
@@ -1233,6 +1235,49 @@ impl Condvar {
             lock: mutex,
             _not_auto: PhantomData,
         }
+    }
+
+    /// [`wait`](Condvar::wait), giving up after `timeout`: returns the
+    /// guard (the mutex locked again) and whether the time ran out.
+    ///
+    /// At the deadline a runtime timer notifies *all* waiters of the
+    /// condvar (the simple way to reach this one without losing a
+    /// notification meant for another): the others may see that as a
+    /// spurious wake-up, which code that re-checks its condition in a loop
+    /// (as it should) handles. Starts the runtime if nothing did.
+    pub fn wait_timeout<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        crate::runtime::ensure_started();
+        let start = Instant::now();
+        let alarm = Arc::new(Alarm {
+            cv: crate::lock::Mutex::new(self as *const Condvar as usize),
+            armed: AtomicBool::new(true),
+        });
+        let p = crate::timer::add_task(crate::timer::when_after(timeout), alarm.clone(), 0);
+        // For deadlock detection: this wait has a timer.
+        let _hold = crate::group::Hold::current();
+        let gp = crate::sched::getg();
+        if !gp.is_null() {
+            // SAFETY: the current goroutine is alive; owner write.
+            unsafe { (*gp).timed_wait.set(true) };
+        }
+        let guard = self.wait(guard);
+        if !gp.is_null() {
+            let gp = crate::sched::getg();
+            // SAFETY: as above (the goroutine runs again).
+            unsafe { (*gp).timed_wait.set(false) };
+        }
+        // Disarm: after this the timer never touches `self` (it holds the
+        // alarm's lock while it does).
+        *alarm.cv.lock() = 0;
+        if alarm.armed.swap(false, Ordering::AcqRel) {
+            crate::timer::stopped(p);
+        }
+        let timed_out = start.elapsed() >= timeout;
+        (guard, WaitTimeoutResult(timed_out))
     }
 
     /// Waits while `condition` holds for the data, which it may also
@@ -1807,5 +1852,44 @@ impl Barrier {
 impl std::fmt::Debug for Barrier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Barrier").field("n", &self.n).finish()
+    }
+}
+
+/// What [`Condvar::wait_timeout`] tells besides the guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// Whether the wait returned because its time ran out.
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+/// The timer of a `Condvar::wait_timeout`: at the deadline it notifies
+/// the condvar, unless the waiter has disarmed it.
+struct Alarm {
+    /// The condvar's address, 0 once disarmed. The timer holds this lock
+    /// while it notifies, so the waiter's disarming waits for that, and
+    /// the condvar outlives every use here.
+    cv: crate::lock::Mutex<usize>,
+    /// Mirror of "not disarmed yet" for the heap (`live`).
+    armed: AtomicBool,
+}
+
+impl crate::timer::TimerTask for Alarm {
+    fn fire(self: Arc<Self>, _seq: u64) {
+        self.armed.store(false, Ordering::Release);
+        let cv = self.cv.lock();
+        if *cv != 0 {
+            // SAFETY: a non-zero address is a condvar whose timed waiter
+            // has not disarmed the alarm yet; it cannot return (and the
+            // condvar cannot go away) before it takes this lock.
+            unsafe { (*(*cv as *const Condvar)).notify_all() };
+        }
+    }
+
+    fn live(&self, _seq: u64) -> bool {
+        self.armed.load(Ordering::Relaxed)
     }
 }

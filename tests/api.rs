@@ -650,3 +650,60 @@ fn child_stack_sizes() {
 fn spawn_stack_size_gives_room_and_reuses_stacks() {
     common::expect_child("child_stack_sizes", &[], CHILD_LIMIT, "STACKS OK");
 }
+
+#[gort::test]
+fn condvar_wait_timeout() {
+    let pair = Arc::new((gort::sync::Mutex::new(false), gort::sync::Condvar::new()));
+    // Nobody notifies: times out, mutex held again.
+    let t0 = Instant::now();
+    let (g, r) = pair
+        .1
+        .wait_timeout(pair.0.lock(), Duration::from_millis(50));
+    assert!(r.timed_out() && t0.elapsed() >= Duration::from_millis(50));
+    assert!(!*g);
+    drop(g);
+    // Notified in time: not timed out.
+    let p2 = pair.clone();
+    gort::spawn(move || {
+        gort::time::sleep(Duration::from_millis(10));
+        *p2.0.lock() = true;
+        p2.1.notify_one();
+    });
+    let mut g = pair.0.lock();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !*g {
+        let (g2, r) = pair
+            .1
+            .wait_timeout(g, deadline.saturating_duration_since(Instant::now()));
+        g = g2;
+        assert!(!r.timed_out());
+    }
+    drop(g);
+    // Many short timed waits beside an untimed waiter that must still get
+    // its notification; the condvar outlives nothing it should.
+    let flag = Arc::new((gort::sync::Mutex::new(0u32), gort::sync::Condvar::new()));
+    let f2 = flag.clone();
+    let waiter = gort::spawn(move || {
+        let g = f2.0.lock();
+        let g = f2.1.wait_while(g, |v| *v == 0);
+        *g
+    });
+    for _ in 0..50 {
+        let local = gort::sync::Condvar::new();
+        let m = gort::sync::Mutex::new(());
+        let (_g, r) = local.wait_timeout(m.lock(), Duration::from_micros(200));
+        assert!(r.timed_out());
+    }
+    *flag.0.lock() = 7;
+    flag.1.notify_one();
+    assert_eq!(waiter.join().unwrap(), 7);
+}
+
+#[test]
+fn condvar_wait_timeout_on_a_plain_thread() {
+    let m = gort::sync::Mutex::new(1);
+    let cv = gort::sync::Condvar::new();
+    let (g, r) = cv.wait_timeout(m.lock(), Duration::from_millis(20));
+    assert!(r.timed_out());
+    assert_eq!(*g, 1);
+}

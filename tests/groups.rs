@@ -142,6 +142,11 @@ fn a_timed_wait_or_an_armed_timer_is_not_a_deadlock() {
             gort::time::after(Duration::from_millis(800))
                 .recv()
                 .unwrap();
+            // A condvar wait with a timeout.
+            let m = gort::sync::Mutex::new(());
+            let cv = gort::sync::Condvar::new();
+            let (_g, r) = cv.wait_timeout(m.lock(), Duration::from_millis(800));
+            assert!(r.timed_out());
             // A goroutine of the group sleeping keeps the others alive.
             let (tx2, rx2) = gort::chan::channel(0);
             gort::spawn(move || {
