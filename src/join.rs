@@ -402,15 +402,7 @@ pub(crate) fn install_panic_hook() {
         if !gp.is_null() {
             // SAFETY: the current goroutine is alive while it runs.
             let g = unsafe { &*gp };
-            let name = if g.named.load(Ordering::Relaxed) {
-                g.name
-                    .lock()
-                    .as_ref()
-                    .map(|n| format!(" \"{n}\""))
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            };
+            let name = crate::trace::name_of(g);
             eprintln!("goroutine {}{name} panicked:", g.id());
             let group = g.group.load(Ordering::Relaxed);
             crate::group::panicked(group, || {

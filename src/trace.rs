@@ -110,8 +110,9 @@ pub(crate) fn sched_report(s: &Sched, detail: bool) -> String {
             let lmid = unsafe { lm.as_ref() }.map_or(-1, |m| m.id as i64);
             let _ = writeln!(
                 out,
-                "  G{}: status={st}({}{}) lockedm={lmid} spawned at {}",
+                "  G{}{}: status={st}({}{}) lockedm={lmid} spawned at {}",
                 g.id(),
+                name_of(g),
                 gstatus_name(st),
                 if st == G_WAITING {
                     format!(": {}", g.waitreason.get().as_str())
@@ -178,15 +179,7 @@ fn dump_where(s: &Sched, keep: impl Fn(&crate::g::G) -> bool) -> String {
         } else {
             ", locked to thread"
         };
-        let name = if g.named.load(Ordering::Relaxed) {
-            g.name
-                .lock()
-                .as_ref()
-                .map(|n| format!(" \"{n}\""))
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let name = name_of(g);
         let _ = writeln!(
             out,
             "goroutine {}{name} [{state}{locked}]:\n\tspawned at {}\n",
@@ -195,6 +188,18 @@ fn dump_where(s: &Sched, keep: impl Fn(&crate::g::G) -> bool) -> String {
         );
     }
     out
+}
+
+/// ` "name"` for a goroutine named with `gort::Spawn::name`, else "".
+pub(crate) fn name_of(g: &crate::g::G) -> String {
+    if !g.named.load(Ordering::Relaxed) {
+        return String::new();
+    }
+    g.name
+        .lock()
+        .as_ref()
+        .map(|n| format!(" \"{n}\""))
+        .unwrap_or_default()
 }
 
 /// A wait duration as Go prints it in dumps, but finer: "1.2s", "3 minutes".

@@ -349,7 +349,7 @@ fn child_named_goroutines() {
         let h = gort::Spawn::new()
             .name("worker-3")
             .spawn(move || rx.recv().is_err());
-        gort::time::sleep(Duration::from_millis(50));
+        gort::time::sleep(Duration::from_millis(150));
         gort::dump();
         drop(tx);
         assert!(h.join().unwrap());
@@ -364,10 +364,15 @@ fn child_named_goroutines() {
 
 #[test]
 fn names_show_in_dumps_and_panics() {
-    let out = run_child("child_named_goroutines", &[], CHILD_LIMIT);
+    let out = run_child(
+        "child_named_goroutines",
+        &[("GORT_DEBUG", "schedtrace=10,scheddetail=1")],
+        CHILD_LIMIT,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("\"worker-3\" [chan receive, "), "{stderr}");
+    assert!(stderr.contains("\"worker-3\": status="), "{stderr}");
     assert!(stderr.contains("\"doomed\" panicked:"), "{stderr}");
 }
 
