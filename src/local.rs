@@ -104,8 +104,8 @@ pub(crate) fn end_goroutine() {
 
 static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
 
-/// A key for goroutine-local values, declared with [`gort::local!`]
-/// (crate::local!). Each goroutine sees its own value, made by the
+/// A key for goroutine-local values, declared with
+/// [`gort::local!`](crate::local!). Each goroutine sees its own value, made by the
 /// initialiser on its first access and dropped when the goroutine ends.
 ///
 /// Used like `std::thread::LocalKey`: [`with`](LocalKey::with), and for
