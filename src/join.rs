@@ -241,7 +241,11 @@ where
 /// system call or `spawn_blocking` task of theirs pending), `run` panics
 /// with `all goroutines are asleep - deadlock!` and a dump of the group's
 /// goroutines, whatever other groups do. The state must hold for a grace
-/// of a few hundred milliseconds, in case a plain thread wakes one.
+/// of a few hundred milliseconds, in case a plain thread wakes one; a
+/// wait longer than that for a plain thread, or for a goroutine of another
+/// group (a service started by another `run`), is reported too: use
+/// `spawn_blocking` for blocking work, and start what a run waits for
+/// inside it.
 ///
 /// # Panics
 /// If called from inside a goroutine (use `spawn` and `join` there), if
