@@ -1252,6 +1252,12 @@ impl Condvar {
     ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
         crate::runtime::ensure_started();
         let start = Instant::now();
+        // The ticket first (as `wait` does, under the mutex), the timer
+        // after: a timer that fired before the ticket was taken would
+        // notify nobody and leave this wait without an end.
+        let t = self.wait.fetch_add(1, Ordering::SeqCst);
+        let mutex = guard.lock;
+        drop(guard);
         let alarm = Arc::new(Alarm {
             cv: crate::lock::Mutex::new(self as *const Condvar as usize),
             armed: AtomicBool::new(true),
@@ -1264,7 +1270,12 @@ impl Condvar {
             // SAFETY: the current goroutine is alive; owner write.
             unsafe { (*gp).timed_wait.set(true) };
         }
-        let guard = self.wait(guard);
+        self.wait_ticket(t);
+        mutex.raw.lock(WaitReason::SyncMutexLock);
+        let guard = MutexGuard {
+            lock: mutex,
+            _not_auto: PhantomData,
+        };
         if !gp.is_null() {
             let gp = crate::sched::getg();
             // SAFETY: as above (the goroutine runs again).

@@ -693,10 +693,12 @@ fn condvar_wait_timeout() {
         let g = f2.1.wait_while(g, |v| *v == 0);
         *g
     });
-    for _ in 0..50 {
+    for i in 0..300u64 {
+        // Zero and tiny timeouts: the timer may fire before the wait has
+        // queued; the wait must end all the same.
         let local = gort::sync::Condvar::new();
         let m = gort::sync::Mutex::new(());
-        let (_g, r) = local.wait_timeout(m.lock(), Duration::from_micros(200));
+        let (_g, r) = local.wait_timeout(m.lock(), Duration::from_micros(i % 3 * 100));
         assert!(r.timed_out());
     }
     *flag.0.lock() = 7;
