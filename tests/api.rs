@@ -518,7 +518,36 @@ fn semaphore_bounds_the_holders() {
     for h in hs {
         h.join().unwrap();
     }
-    assert_eq!(MAX.load(Ordering::SeqCst), 3);
+    let max = MAX.load(Ordering::SeqCst);
+    assert!((1..=3).contains(&max), "{max}");
+    assert_eq!(SEM.available_permits(), 3);
+    // Three holders at once, a fourth waits until one leaves.
+    let (go_tx, go_rx) = gort::chan::channel::<()>(0);
+    let (held_tx, held_rx) = gort::chan::channel::<()>(0);
+    let holders: Vec<_> = (0..3)
+        .map(|_| {
+            let (go_rx, held_tx) = (go_rx.clone(), held_tx.clone());
+            gort::spawn(move || {
+                let _p = SEM.acquire();
+                held_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        held_rx.recv().unwrap();
+    }
+    assert!(SEM.try_acquire().is_none());
+    let fourth = gort::spawn(|| drop(SEM.acquire()));
+    gort::time::sleep(Duration::from_millis(20));
+    assert!(!fourth.is_finished());
+    go_tx.send(()).unwrap(); // one holder leaves
+    fourth.join().unwrap();
+    go_tx.send(()).unwrap();
+    go_tx.send(()).unwrap();
+    for h in holders {
+        h.join().unwrap();
+    }
     assert_eq!(SEM.available_permits(), 3);
     let a = SEM.try_acquire().unwrap();
     let b = SEM.try_acquire().unwrap();
@@ -560,26 +589,32 @@ fn barrier_rounds_with_one_leader_each() {
 fn join_set_returns_the_first_to_finish() {
     let mut set = gort::JoinSet::new();
     let mut ids = std::collections::HashMap::new();
-    for ms in [300u64, 1, 150] {
+    let mut release = Vec::new();
+    for k in 0..3u32 {
+        let (tx, rx) = gort::chan::channel::<()>(0);
+        release.push(tx);
         let id = set.spawn(move || {
-            gort::time::sleep(Duration::from_millis(ms));
-            ms
+            rx.recv().unwrap();
+            k
         });
-        ids.insert(id, ms);
+        ids.insert(id, k);
     }
-    set.spawn(|| panic!("one of them fails"));
+    let (ptx, prx) = gort::chan::channel::<()>(0);
+    set.spawn(move || {
+        prx.recv().unwrap();
+        panic!("one of them fails")
+    });
     assert_eq!(set.len(), 4);
-    let mut order = Vec::new();
-    while let Some((id, r)) = set.join_next() {
-        match r {
-            Ok(ms) => {
-                assert_eq!(ids[&id], ms);
-                order.push(ms);
-            }
-            Err(p) => assert_eq!(panic_message(&*p), "one of them fails"),
-        }
+    assert!(set.try_join_next().is_none());
+    // Each returns as soon as it is let go, in that order.
+    for k in [2u32, 0, 1] {
+        release[k as usize].send(()).unwrap();
+        let (id, r) = set.join_next().unwrap();
+        assert_eq!((ids[&id], r.unwrap()), (k, k));
     }
-    assert_eq!(order, [1, 150, 300]);
+    ptx.send(()).unwrap();
+    let (_, r) = set.join_next().unwrap();
+    assert_eq!(panic_message(&*r.unwrap_err()), "one of them fails");
     assert!(set.is_empty() && set.join_next().is_none());
 }
 
