@@ -61,7 +61,7 @@ pub(crate) struct RunWait {
     pub(crate) main_exited: AtomicBool,
     pub(crate) report: Mutex<Option<String>>,
     /// The run's goroutine group (see `group`).
-    pub(crate) group: u64,
+    pub(crate) group: crate::group::Group,
     /// Where `run` was called (named in the group's report).
     pub(crate) site: &'static std::panic::Location<'static>,
     /// The main goroutine, once it runs (the group checker looks at it
@@ -70,7 +70,10 @@ pub(crate) struct RunWait {
 }
 
 impl RunWait {
-    pub(crate) fn new(group: u64, site: &'static std::panic::Location<'static>) -> Arc<RunWait> {
+    pub(crate) fn new(
+        group: crate::group::Group,
+        site: &'static std::panic::Location<'static>,
+    ) -> Arc<RunWait> {
         Arc::new(RunWait {
             note: Note::new(),
             done: AtomicBool::new(false),
@@ -108,7 +111,7 @@ pub(crate) fn register(w: &Arc<RunWait>) {
 pub(crate) fn group_runs() -> Vec<Arc<RunWait>> {
     RUNS.lock()
         .iter()
-        .filter(|r| r.group != 0 && !r.main_exited.load(Ordering::Acquire))
+        .filter(|r| r.group.id != 0 && !r.main_exited.load(Ordering::Acquire))
         .cloned()
         .collect()
 }

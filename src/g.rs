@@ -118,6 +118,9 @@ pub(crate) struct G {
     /// (These fields sit beside the ones `newproc` writes anyway: on the
     /// same cache lines.)
     pub(crate) group: AtomicU64,
+    /// The group's shared state (`group::GroupState`; null for none),
+    /// copied with `group` at spawn.
+    pub(crate) gstate: AtomicPtr<crate::group::GroupState>,
     /// Stack size asked for with `gort::Spawn::stack_size` (rounded to
     /// pages), or 0 for the runtime's (owner; set at spawn).
     pub(crate) stack_size: Cell<usize>,
@@ -185,6 +188,7 @@ impl G {
             wait_since: AtomicU64::new(0),
             vector_save: UnsafeCell::new(Vec::new()),
             group: AtomicU64::new(0),
+            gstate: AtomicPtr::new(std::ptr::null_mut()),
             park_mark: AtomicU64::new(0),
             timed_wait: Cell::new(false),
             locals: UnsafeCell::new(crate::local::Locals::new()),

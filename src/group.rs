@@ -38,7 +38,7 @@ use crate::g::{G_DEAD, G_IDLE, G_WAITING};
 use crate::lock::Mutex;
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar};
 use std::time::{Duration, Instant};
 
@@ -49,38 +49,104 @@ pub(crate) const GRACE: Duration = Duration::from_millis(300);
 
 static NEXT_GROUP: AtomicU64 = AtomicU64::new(1);
 
+/// What a group shares with whoever can keep it alive: how many armed
+/// timers and running `spawn_blocking` tasks it has. Reached through a
+/// pointer in each G (no lock, no hashing on the timer paths). States are
+/// never freed: a run's state goes back to a pool when the run returns
+/// with no hold left, and is reused by a later run. A goroutine leaked by
+/// the old run may still take holds on it: that only makes the new run's
+/// check more careful (a deadlock seen later, never a false one).
+pub(crate) struct GroupState {
+    holds: AtomicUsize,
+}
+
+static FREE_STATES: Mutex<Vec<&'static GroupState>> = Mutex::new(Vec::new());
+
+/// A group: its id (which goroutines belong, exactly) and its state.
+#[derive(Clone, Copy)]
+pub(crate) struct Group {
+    pub(crate) id: u64,
+    state: *const GroupState,
+}
+
+// SAFETY: `state` points at a `GroupState` that is never freed and whose
+// fields are atomics.
+unsafe impl Send for Group {}
+// SAFETY: as above; a `Group` itself is immutable.
+unsafe impl Sync for Group {}
+
+impl Group {
+    /// No group (goroutines spawned from plain threads).
+    pub(crate) const NONE: Group = Group {
+        id: 0,
+        state: std::ptr::null(),
+    };
+
+    /// A fresh group (for a `run`).
+    pub(crate) fn new() -> Group {
+        let state = FREE_STATES.lock().pop().unwrap_or_else(|| {
+            Box::leak(Box::new(GroupState {
+                holds: AtomicUsize::new(0),
+            }))
+        });
+        Group {
+            id: NEXT_GROUP.fetch_add(1, Ordering::Relaxed),
+            state,
+        }
+    }
+
+    /// The run is over: its state may serve another run.
+    pub(crate) fn release(self) {
+        // SAFETY: states are never freed.
+        if let Some(st) = unsafe { self.state.as_ref() } {
+            if st.holds.load(Ordering::SeqCst) == 0 {
+                FREE_STATES.lock().push(st);
+            }
+        }
+    }
+
+    /// Whether a timer or `spawn_blocking` task of the group is pending.
+    pub(crate) fn held(&self) -> bool {
+        // SAFETY: states are never freed.
+        unsafe { self.state.as_ref() }.is_some_and(|st| st.holds.load(Ordering::SeqCst) > 0)
+    }
+
+    pub(crate) fn state_ptr(&self) -> *mut GroupState {
+        self.state as *mut GroupState
+    }
+}
+
 thread_local! {
     /// The group a plain thread spawns into (set by `run` around the spawn
     /// of its main goroutine, and by `spawn_blocking` threads for a task).
-    static THREAD_GROUP: Cell<u64> = const { Cell::new(0) };
-}
-
-/// A fresh group id.
-pub(crate) fn new_group() -> u64 {
-    NEXT_GROUP.fetch_add(1, Ordering::Relaxed)
+    static THREAD_GROUP: Cell<Group> = const { Cell::new(Group::NONE) };
 }
 
 /// The group of the caller: its goroutine's, or the plain thread's.
-pub(crate) fn current() -> u64 {
+pub(crate) fn current() -> Group {
     of(crate::sched::getg())
 }
 
 /// The group of goroutine `gp` (the caller's own), or of the calling
 /// plain thread if null.
-pub(crate) fn of(gp: *mut crate::g::G) -> u64 {
+pub(crate) fn of(gp: *mut crate::g::G) -> Group {
     if gp.is_null() {
         THREAD_GROUP.with(|c| c.get())
     } else {
         // SAFETY: the current goroutine is alive while it runs.
-        unsafe { (*gp).group.load(Ordering::Relaxed) }
+        let g = unsafe { &*gp };
+        Group {
+            id: g.group.load(Ordering::Relaxed),
+            state: g.gstate.load(Ordering::Relaxed),
+        }
     }
 }
 
 /// Makes goroutines spawned by this plain thread join `group` until dropped.
-pub(crate) struct ThreadGroup(u64);
+pub(crate) struct ThreadGroup(Group);
 
 impl ThreadGroup {
-    pub(crate) fn enter(group: u64) -> ThreadGroup {
+    pub(crate) fn enter(group: Group) -> ThreadGroup {
         ThreadGroup(THREAD_GROUP.with(|c| c.replace(group)))
     }
 }
@@ -91,57 +157,33 @@ impl Drop for ThreadGroup {
     }
 }
 
-/// Per group: how many things that can wake its goroutines without the
-/// runtime seeing it are alive (armed timers, `spawn_blocking` tasks).
-static HOLDS: Mutex<Option<HashMap<u64, usize>>> = Mutex::new(None);
-
-/// Keeps the caller's group from being reported while it lives.
-pub(crate) struct Hold(u64);
+/// Keeps a group from being reported while it lives (an armed timer, a
+/// running `spawn_blocking` task).
+pub(crate) struct Hold(Group);
 
 impl Hold {
     /// A hold on the caller's group (a no-op outside any group).
     pub(crate) fn current() -> Hold {
-        Hold::on(current())
-    }
-
-    pub(crate) fn on(group: u64) -> Hold {
-        if group != 0 {
-            *HOLDS
-                .lock()
-                .get_or_insert_with(HashMap::new)
-                .entry(group)
-                .or_insert(0) += 1;
+        let g = current();
+        // SAFETY: states are never freed.
+        if let Some(st) = unsafe { g.state.as_ref() } {
+            st.holds.fetch_add(1, Ordering::SeqCst);
         }
-        Hold(group)
+        Hold(g)
     }
 
-    pub(crate) fn group(&self) -> u64 {
+    pub(crate) fn group(&self) -> Group {
         self.0
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        if self.0 == 0 {
-            return;
-        }
-        let mut holds = HOLDS.lock();
-        if let Some(map) = holds.as_mut() {
-            if let Some(n) = map.get_mut(&self.0) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&self.0);
-                }
-            }
+        // SAFETY: states are never freed.
+        if let Some(st) = unsafe { self.0.state.as_ref() } {
+            st.holds.fetch_sub(1, Ordering::SeqCst);
         }
     }
-}
-
-fn held(group: u64) -> bool {
-    HOLDS
-        .lock()
-        .as_ref()
-        .is_some_and(|m| m.contains_key(&group))
 }
 
 // ---------------------------------------------------------------------------
@@ -242,12 +284,12 @@ fn checker() {
             let g = unsafe { &*gp };
             let st = g.status();
             let mark = g.park_mark.load(Ordering::Relaxed);
-            let prev = main_marks.insert(r.group, mark);
-            if st == G_WAITING && mark & 1 == 1 && prev == Some(mark) && !held(r.group) {
-                suspects.push(r.group);
+            let prev = main_marks.insert(r.group.id, mark);
+            if st == G_WAITING && mark & 1 == 1 && prev == Some(mark) && !r.group.held() {
+                suspects.push(r.group.id);
             }
         }
-        main_marks.retain(|g, _| runs.iter().any(|r| r.group == *g));
+        main_marks.retain(|g, _| runs.iter().any(|r| r.group.id == *g));
         seen.retain(|g, _| suspects.contains(g));
         if suspects.is_empty() {
             continue;
@@ -262,7 +304,8 @@ fn checker() {
         for (group, shape) in shapes {
             match seen.get(&group) {
                 Some((since, old)) if *old == shape => {
-                    if now.duration_since(*since) >= GRACE && !held(group) {
+                    let held = runs.iter().any(|r| r.group.id == group && r.group.held());
+                    if now.duration_since(*since) >= GRACE && !held {
                         seen.remove(&group);
                         report(s, &runs, group);
                     }
@@ -318,7 +361,7 @@ fn blocked_shapes(s: &crate::sched::Sched, groups: &[u64]) -> HashMap<u64, Shape
 }
 
 fn report(s: &crate::sched::Sched, runs: &[Arc<RunWait>], group: u64) {
-    let Some(run) = runs.iter().find(|r| r.group == group) else {
+    let Some(run) = runs.iter().find(|r| r.group.id == group) else {
         return;
     };
     let text = format!(

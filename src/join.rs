@@ -257,7 +257,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: 'static,
 {
-    match run_within(f, Location::caller(), crate::group::new_group(), None) {
+    match run_within(f, Location::caller(), crate::group::Group::new(), None) {
         Ok(v) => v,
         Err(_) => unreachable!("run without a timeout timed out"),
     }
@@ -281,7 +281,7 @@ unsafe impl<T> Send for Handover<T> {}
 pub(crate) fn run_within<F, T>(
     f: F,
     site: &'static Location<'static>,
-    group: u64,
+    group: crate::group::Group,
     limit: Option<std::time::Duration>,
 ) -> Result<T, String>
 where
@@ -344,7 +344,7 @@ where
                     return Err(format!(
                         "timed out after {:?}; the goroutines of this test:\n\n{}",
                         limit.unwrap_or_default(),
-                        crate::trace::goroutine_dump_group(s, group)
+                        crate::trace::goroutine_dump_group(s, group.id)
                     ));
                 }
             }
@@ -355,6 +355,9 @@ where
     if let Some(r) = report {
         panic!("{r}");
     }
+    // Its goroutines may live on; reusing the state only makes a later
+    // run's check more careful (see `group::GroupState`).
+    group.release();
     // The main goroutine ended; its result is (about to be) stored.
     match h.join() {
         Ok(v) => Ok(v.0),

@@ -1052,7 +1052,9 @@ pub(crate) fn newproc(
         .as_ref()
         .map(|l| l.m().curg())
         .unwrap_or(std::ptr::null_mut());
-    g.group.store(crate::group::of(parent), Ordering::Relaxed);
+    let group = crate::group::of(parent);
+    g.group.store(group.id, Ordering::Relaxed);
+    g.gstate.store(group.state_ptr(), Ordering::Relaxed);
     // 0: the runtime's size, from the P's cache.
     g.stack_size.set(if stack_size == s.stacks.size() {
         0

@@ -23,15 +23,15 @@ where
 {
     configure(&opts);
     let site = Location::caller();
-    let group = crate::group::new_group();
-    crate::group::keep_panics(group);
+    let group = crate::group::Group::new();
+    crate::group::keep_panics(group.id);
     let r = panic::catch_unwind(panic::AssertUnwindSafe(|| {
         crate::join::run_within(f, site, group, opts.timeout)
     }));
     // The messages of the test's goroutines that panicked: a joined
     // panic's payload comes back as `Box<dyn Any>`, whose unwrap says
     // only `Any { .. }`.
-    let panics = crate::group::take_panics(group);
+    let panics = crate::group::take_panics(group.id);
     let mut also = String::new();
     for p in &panics {
         also.push('\n');

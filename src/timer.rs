@@ -413,7 +413,7 @@ pub fn after(d: Duration) -> Receiver<Instant> {
     need_runtime();
     let (task, rx) = crate::chan::after_channel();
     let hold = crate::group::Hold::current();
-    let task: Arc<dyn TimerTask> = if hold.group() == 0 {
+    let task: Arc<dyn TimerTask> = if hold.group().id == 0 {
         task
     } else {
         Arc::new(HeldTask { task, _hold: hold })
