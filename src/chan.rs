@@ -297,6 +297,10 @@ impl Blocker {
             // a timer must not hold a pointer to a Waiter on our stack.
             // Same rule as Waiter's: after the first unlock below, nothing
             // of the goroutine's stack is touched.
+            let timed = timer.is_some();
+            let gp = crate::sched::getg();
+            // SAFETY: the current goroutine (this one) is alive; owner write.
+            unsafe { (*gp).timed_wait.set(timed) };
             crate::sched::park(reason, &mut |gp| {
                 // On g0, the goroutine parked. Move everything off its
                 // stack before the first lock is released: from then on it
@@ -314,6 +318,11 @@ impl Blocker {
                 }
                 true
             });
+            if timed {
+                let gp = crate::sched::getg();
+                // SAFETY: as above (the goroutine runs again).
+                unsafe { (*gp).timed_wait.set(false) };
+            }
         }
         claim.state.load(Ordering::Acquire)
     }
@@ -769,10 +778,23 @@ impl<T> Chan<T> {
 /// rendezvous channel (a send waits for a receiver). Both ends can be
 /// cloned and shared between goroutines and threads.
 pub fn channel<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    make(cap, VecDeque::with_capacity(cap))
+}
+
+/// Creates a channel without a bound: a send never waits (the buffer
+/// grows as needed), a receive waits while it is empty. `capacity()`
+/// reports `usize::MAX`. Like crossbeam's `unbounded` and tokio's
+/// `unbounded_channel`; prefer a bound where a producer can outrun its
+/// consumer.
+pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
+    make(usize::MAX, VecDeque::new())
+}
+
+fn make<T>(cap: usize, buf: VecDeque<T>) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
         lock: Mutex::new(()),
         state: UnsafeCell::new(State {
-            buf: VecDeque::with_capacity(cap),
+            buf,
             closed: false,
             recvq: WaitQ::new(),
             sendq: WaitQ::new(),

@@ -60,15 +60,28 @@ pub(crate) struct RunWait {
     /// empty, then report.
     pub(crate) main_exited: AtomicBool,
     pub(crate) report: Mutex<Option<String>>,
+    /// The run's goroutine group (see `group`).
+    pub(crate) group: crate::group::Group,
+    /// Where `run` was called (named in the group's report).
+    pub(crate) site: &'static std::panic::Location<'static>,
+    /// The main goroutine, once it runs (the group checker looks at it
+    /// first: a deadlocked group's main goroutine sits in one park).
+    pub(crate) main_g: std::sync::atomic::AtomicPtr<crate::g::G>,
 }
 
 impl RunWait {
-    pub(crate) fn new() -> Arc<RunWait> {
+    pub(crate) fn new(
+        group: crate::group::Group,
+        site: &'static std::panic::Location<'static>,
+    ) -> Arc<RunWait> {
         Arc::new(RunWait {
             note: Note::new(),
             done: AtomicBool::new(false),
             main_exited: AtomicBool::new(false),
             report: Mutex::new(None),
+            group,
+            site,
+            main_g: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
         })
     }
 }
@@ -90,6 +103,33 @@ fn progress_mark(s: &Sched) -> u64 {
 
 pub(crate) fn register(w: &Arc<RunWait>) {
     RUNS.lock().push(w.clone());
+    crate::group::run_registered();
+}
+
+/// The waiting runs whose group the group checker judges (a main that
+/// called `exit` waits for the whole runtime instead).
+pub(crate) fn group_runs() -> Vec<Arc<RunWait>> {
+    RUNS.lock()
+        .iter()
+        .filter(|r| r.group.id != 0 && !r.main_exited.load(Ordering::Acquire))
+        .cloned()
+        .collect()
+}
+
+/// Reports `text` to the one run `w` (the group checker's verdict).
+pub(crate) fn report_one(s: &Sched, w: &Arc<RunWait>, text: String) {
+    if s.config.on_deadlock == OnDeadlock::Abort {
+        crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
+        crate::signal::exit_now(2);
+    }
+    let mut runs = RUNS.lock();
+    let Some(i) = runs.iter().position(|x| Arc::ptr_eq(x, w)) else {
+        return; // it returned (or was reported) meanwhile
+    };
+    runs.swap_remove(i);
+    drop(runs);
+    *w.report.lock() = Some(text);
+    w.note.wakeup();
 }
 
 pub(crate) fn unregister(w: &Arc<RunWait>) {
@@ -113,8 +153,9 @@ pub(crate) fn check(s: &Sched) -> Option<Dead> {
         }
         runs.iter().any(|r| r.main_exited.load(Ordering::Acquire))
     };
-    // Goroutines waiting on the network can be woken by the outside world.
-    if crate::netpoll::waiters() > 0 {
+    // Goroutines waiting on the network can be woken by the outside world,
+    // and so can those a `spawn_blocking` task will wake.
+    if crate::netpoll::waiters() > 0 || crate::blocking::live() > 0 {
         return None;
     }
     let ms = s.mcount.load(Ordering::SeqCst);

@@ -67,10 +67,24 @@ pub(crate) enum WaitReason {
     SyncCondWait,
     SyncWaitGroupWait,
     SyncOnce,
+    SyncSemacquire,
     IoWait,
+    /// `gort::block_on`: a future's waker, which any thread may call.
+    Future,
 }
 
 impl WaitReason {
+    /// Whether a goroutine waiting for this reason can only be woken by
+    /// another goroutine (or a `spawn_blocking` task): not by a timer,
+    /// the network or a system call. The group checker's "durably
+    /// blocked" (Go's testing/synctest).
+    pub(crate) fn durable(self) -> bool {
+        !matches!(
+            self,
+            WaitReason::None | WaitReason::Sleep | WaitReason::IoWait | WaitReason::Future
+        )
+    }
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             WaitReason::None => "",
@@ -86,7 +100,9 @@ impl WaitReason {
             WaitReason::SyncCondWait => "sync.Cond.Wait",
             WaitReason::SyncWaitGroupWait => "sync.WaitGroup.Wait",
             WaitReason::SyncOnce => "sync.Once",
+            WaitReason::SyncSemacquire => "semacquire",
             WaitReason::IoWait => "IO wait",
+            WaitReason::Future => "future",
         }
     }
 }
@@ -101,12 +117,34 @@ pub(crate) struct G {
     /// Goroutine id, unique for the process lifetime (owner writes on spawn).
     pub(crate) id: AtomicU64,
     pub(crate) status: AtomicU32,
+    /// Whether `name` holds a name (owner; saves a lock on every spawn).
+    pub(crate) named: AtomicBool,
+    /// The wait about to start has a timer (set by the owner before
+    /// `park`, e.g. a channel operation with a timeout).
+    pub(crate) timed_wait: Cell<bool>,
+    /// The group (`gort::run`) this G belongs to, 0 for none (written by
+    /// `newproc` before the G is queued; read by the group checker).
+    /// (These fields sit beside the ones `newproc` writes anyway: on the
+    /// same cache lines.)
+    pub(crate) group: AtomicU64,
+    /// The group's shared state (`group::GroupState`; null for none),
+    /// copied with `group` at spawn.
+    pub(crate) gstate: AtomicPtr<crate::group::GroupState>,
+    /// Stack size asked for with `gort::Spawn::stack_size` (rounded to
+    /// pages), or 0 for the runtime's (owner; set at spawn).
+    pub(crate) stack_size: Cell<usize>,
+    /// `(parks << 1) | durable`: bumped by the owner at every park, with
+    /// whether that wait can only end by another goroutine of the runtime
+    /// (see `group`). Read by the group checker.
+    pub(crate) park_mark: AtomicU64,
     /// The task to run; taken by the G's entry (owner).
     pub(crate) task: UnsafeCell<Option<Arc<dyn Task>>>,
     /// Intrusive link for the global run queue and free lists (holder).
     pub(crate) schedlink: Cell<*mut G>,
     /// Why the G waits (owner).
     pub(crate) waitreason: Cell<WaitReason>,
+    /// Goroutine-local storage (`gort::local!`; owner only).
+    pub(crate) locals: UnsafeCell<crate::local::Locals>,
     /// Where `spawn` was called (owner writes on spawn).
     pub(crate) spawn_site: Cell<&'static Location<'static>>,
     /// A preemption was requested (sysmon sets, the G clears when it
@@ -143,6 +181,8 @@ pub(crate) struct G {
     /// M when it takes a P back); read by dumps.
     pub(crate) blocked_since: AtomicU64,
     pub(crate) blocked_nr: AtomicI64,
+    /// The name given with `gort::Spawn::name` (dumps read it).
+    pub(crate) name: crate::lock::Mutex<Option<Arc<str>>>,
 }
 
 // SAFETY: a G is handed between threads only through the scheduler's queues
@@ -174,6 +214,14 @@ impl G {
             run_main: Cell::new(false),
             blocked_since: AtomicU64::new(0),
             blocked_nr: AtomicI64::new(-1),
+            group: AtomicU64::new(0),
+            gstate: AtomicPtr::new(std::ptr::null_mut()),
+            park_mark: AtomicU64::new(0),
+            timed_wait: Cell::new(false),
+            locals: UnsafeCell::new(crate::local::Locals::new()),
+            named: AtomicBool::new(false),
+            stack_size: Cell::new(0),
+            name: crate::lock::Mutex::new(None),
         }
     }
 

@@ -92,6 +92,10 @@ where
             crate::fatal("goroutine closure run twice")
         };
         let result = panic::catch_unwind(AssertUnwindSafe(f));
+        // The goroutine's `local!` values go before its result is
+        // published: after `join` returns they are gone, as a thread's
+        // thread-locals are.
+        crate::local::end_goroutine();
         // SAFETY: single writer, before publishing DONE.
         unsafe { *self.result.get() = Some(result) };
         let prev = self.state.swap(DONE, Ordering::AcqRel);
@@ -106,6 +110,12 @@ where
 /// An owned permission to wait for a goroutine and take its result.
 ///
 /// Dropping it detaches the goroutine.
+///
+/// It is not a `Future`: its join word holds the one parked waiter
+/// (goroutine or thread), and a second, waker-based protocol would cost
+/// every join. Async code that waits for a goroutine can have it send its
+/// result on a `futures` oneshot or `async-channel` (goroutines send with
+/// [`block_on`](crate::block_on) where needed).
 pub struct JoinHandle<T> {
     packet: Arc<dyn Joinable<T>>,
     id: u64,
@@ -156,46 +166,69 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
 
 /// Starts a goroutine running `f` and returns a handle to join it.
 ///
-/// Callable from a goroutine or from any thread once the runtime runs
-/// (inside `gort::run`, or after `Builder::start`).
+/// Callable from a goroutine or from any thread; the first call starts
+/// the runtime (with the settings of `GORT_MAXPROCS`/`GORT_DEBUG`) if
+/// nothing did. Dropping the handle detaches the goroutine. For a name in
+/// dumps, see [`Spawn`](crate::Spawn); to borrow from the caller, see
+/// [`scope`](crate::scope).
 ///
-/// `f` may be preempted by signal in its own code and resumed on another
-/// OS thread (never inside std, the allocator or while unwinding; see the
-/// crate page's *Preemption hazards*). State tied to the OS thread that `f`
-/// holds across work needs [`preempt::disable`](crate::preempt::disable)
-/// or [`lock_os_thread`](crate::lock_os_thread):
+/// # `thread_local!` is per OS thread, not per goroutine
+///
+/// A goroutine may move to another OS thread whenever it waits or is
+/// preempted, and other goroutines run on its thread meanwhile. A value
+/// taken from a `thread_local!` can change under it:
 ///
 /// ```no_run
+/// use std::cell::Cell;
+/// thread_local!(static COUNT: Cell<u32> = const { Cell::new(0) });
+///
 /// gort::run(|| {
-///     gort::spawn(|| {
-///         let _np = gort::preempt::disable();
-///         std::thread_local!(static N: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
-///         N.with(|n| n.set(n.get() + 1)); // same thread throughout
-///     })
-///     .join()
-///     .unwrap();
+///     COUNT.set(1);
+///     gort::yield_now(); // may resume on another thread, and others ran on this one
+///     let maybe_not_1 = COUNT.get(); // another thread's (or another goroutine's) value
+///     # let _ = maybe_not_1;
 /// });
 /// ```
 ///
+/// Use [`gort::local!`](crate::local!) for per-goroutine values, or
+/// [`lock_os_thread`](crate::lock_os_thread) to keep the goroutine on its
+/// thread (and other goroutines off it) while thread-affine code runs.
+///
+/// `f` may also be preempted by signal in its own code and resumed on
+/// another thread (never inside std, the allocator or while unwinding; see
+/// the crate page's *Preemption hazards*): thread-tied state it holds
+/// across work needs [`preempt::disable`](crate::preempt::disable) too.
+///
 /// # Panics
-/// If the runtime has not been started: there would be nothing to run the
-/// goroutine.
+/// If the runtime had to be started and `GORT_MAXPROCS`/`GORT_DEBUG` hold
+/// bad values.
 #[track_caller]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    if !crate::sched::started() {
-        panic!(
-            "gort::spawn called outside the runtime: call it inside gort::run(...), \
-             or start the runtime first with gort::Builder::new().start()"
-        );
-    }
-    spawn_at(f, Location::caller())
+    crate::runtime::ensure_started();
+    spawn_at(f, Location::caller(), None, 0)
 }
 
-fn spawn_at<F, T>(f: F, site: &'static Location<'static>) -> JoinHandle<T>
+pub(crate) fn spawn_at<F, T>(
+    f: F,
+    site: &'static Location<'static>,
+    name: Option<Arc<str>>,
+    stack_size: usize,
+) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (task, mut handle) = packet(f);
+    handle.id = crate::sched::newproc(task, site, name, stack_size);
+    handle
+}
+
+/// A task running `f` and the handle that joins it (id 0 until set).
+pub(crate) fn packet<F, T>(f: F) -> (Arc<dyn Task>, JoinHandle<T>)
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -205,8 +238,7 @@ where
         f: UnsafeCell::new(Some(f)),
         result: UnsafeCell::new(None),
     });
-    let id = crate::sched::newproc(packet.clone(), site);
-    JoinHandle { packet, id }
+    (packet.clone(), JoinHandle { packet, id: 0 })
 }
 
 /// Runs `f` as a main goroutine and blocks the calling thread until it
@@ -214,20 +246,68 @@ where
 /// `f` comes out of `run`. Several threads may call `run` at once: they
 /// share the one runtime.
 ///
+/// The result need not be `Send` (`fn main() -> Result<(), Box<dyn
+/// Error>>` works with `#[gort::main]`): it is handed over once the main
+/// goroutine has ended, as the goroutine itself moves between threads.
+///
+/// Each `run` is a *group*: its main goroutine and every goroutine spawned
+/// from it, transitively. If they all block for good (on channels,
+/// mutexes, condvars, wait groups, joins — with no timer, network wait,
+/// system call or `spawn_blocking` task of theirs pending), `run` panics
+/// with `all goroutines are asleep - deadlock!` and a dump of the group's
+/// goroutines, whatever other groups do. The state must hold for a grace
+/// of a few hundred milliseconds, in case a plain thread wakes one; a
+/// wait longer than that for a plain thread, or for a goroutine of another
+/// group (a service started by another `run`), is reported too: use
+/// `spawn_blocking` for blocking work, and start what a run waits for
+/// inside it.
+///
 /// # Panics
 /// If called from inside a goroutine (use `spawn` and `join` there), if
-/// `f` panics, or if `GORT_MAXPROCS`/`GORT_DEBUG` hold bad values.
+/// `f` panics, on deadlock, or if `GORT_MAXPROCS`/`GORT_DEBUG` hold bad
+/// values.
 #[track_caller]
 pub fn run<F, T>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
+    T: 'static,
+{
+    match run_within(f, Location::caller(), crate::group::Group::new(), None) {
+        Ok(v) => v,
+        Err(_) => unreachable!("run without a timeout timed out"),
+    }
+}
+
+/// Carries a value that is not `Send` from the main goroutine to the
+/// thread waiting in `run`.
+struct Handover<T>(T);
+
+// SAFETY: the value is made on the main goroutine and moved to the `run`
+// caller only after that goroutine has ended. Nothing the goroutine kept
+// can touch it concurrently: its `local!` values are dropped before the
+// hand-over, and other goroutines can only have received `Send` values
+// from it (`spawn` requires `Send`). This is the same move a goroutine
+// makes whenever it resumes on another thread.
+unsafe impl<T> Send for Handover<T> {}
+
+/// `run`, with a time limit for `#[gort::test]`: `Err(report)` with a
+/// goroutine dump of the group if the main goroutine has not ended by
+/// then (it is left running).
+pub(crate) fn run_within<F, T>(
+    f: F,
+    site: &'static Location<'static>,
+    group: crate::group::Group,
+    limit: Option<std::time::Duration>,
+) -> Result<T, String>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: 'static,
 {
     if !crate::sched::getg().is_null() {
         panic!("gort::run called from inside a goroutine: use gort::spawn(...).join() there");
     }
     crate::runtime::ensure_started();
-    let wait = RunWait::new();
+    let wait = RunWait::new(group, site);
     /// Tells the waiting thread the main goroutine ended, however it ended
     /// (runs during unwinding too).
     struct Done(Arc<RunWait>);
@@ -238,15 +318,26 @@ where
         }
     }
     let done = Done(wait.clone());
-    let h = spawn_at(
-        move || {
-            let _done = done;
-            crate::panics::mark_run_main();
-            f()
-        },
-        Location::caller(),
-    );
+    let main_wait = wait.clone();
+    let h = {
+        let _group = crate::group::ThreadGroup::enter(group);
+        spawn_at(
+            move || {
+                let _done = done;
+                crate::panics::mark_run_main();
+                main_wait
+                    .main_g
+                    .store(crate::sched::getg(), Ordering::Release);
+                drop(main_wait);
+                Handover(f())
+            },
+            site,
+            None,
+            0,
+        )
+    };
     deadlock::register(&wait);
+    let deadline = limit.map(|d| std::time::Instant::now() + d);
     // Check, then sleep, then re-arm: a wake-up between the check and the
     // sleep leaves the note set, so it is never lost.
     let report = loop {
@@ -256,17 +347,37 @@ where
         if wait.done.load(Ordering::Acquire) {
             break None;
         }
-        wait.note.sleep();
+        match deadline {
+            None => wait.note.sleep(),
+            Some(d) => {
+                let left = d.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() || !wait.note.sleep_timeout(left) {
+                    if wait.done.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    deadlock::unregister(&wait);
+                    let s = crate::sched::sched();
+                    return Err(format!(
+                        "timed out after {:?}; the goroutines of this test:\n\n{}",
+                        limit.unwrap_or_default(),
+                        crate::trace::goroutine_dump_group(s, group.id)
+                    ));
+                }
+            }
+        }
         wait.note.clear();
     };
     deadlock::unregister(&wait);
     if let Some(r) = report {
         panic!("{r}");
     }
+    // Its goroutines may live on; reusing the state only makes a later
+    // run's check more careful (see `group::GroupState`).
+    group.release();
     // The main goroutine ended; its result is (about to be) stored.
     let main_id = h.id();
     match h.join() {
-        Ok(v) => v,
+        Ok(v) => Ok(v.0),
         Err(payload) if payload.is::<Exit>() => {
             // As in Go: the program goes on until nothing is left to run,
             // which is then reported as a deadlock.

@@ -12,6 +12,43 @@
 //! assert_eq!(sum, 999_000);
 //! ```
 //!
+//! - Entry points: [`run`], [`#[gort::main]`](main), [`#[gort::test]`](test);
+//!   [`spawn`] from any thread starts the runtime if nothing did.
+//! - Goroutines: [`spawn`], [`Spawn`] (names), [`scope`] (borrowing),
+//!   [`JoinSet`] (first of many), [`spawn_blocking`] (a thread pool for
+//!   blocking work), [`block_on`] (await a `Future` from a goroutine).
+//! - Communication: [`chan`], [`select!`], [`sync`], [`time`], [`net`].
+//! - Per-goroutine values: [`local!`].
+//!
+//! # `thread_local!` in goroutines
+//!
+//! A goroutine may resume on another OS thread after any wait or
+//! preemption, and other goroutines run on its thread meanwhile, so a
+//! `thread_local!` is shared by whatever goroutines happen to run on a
+//! thread and changes under a goroutine that moves:
+//!
+//! ```no_run
+//! use std::cell::Cell;
+//! thread_local!(static DEPTH: Cell<u32> = const { Cell::new(0) });
+//! gort::local!(static GDEPTH: Cell<u32> = const { Cell::new(0) });
+//!
+//! gort::run(|| {
+//!     DEPTH.set(1);
+//!     GDEPTH.set(1);
+//!     gort::time::sleep(std::time::Duration::from_millis(1)); // may move threads
+//!     let _unreliable = DEPTH.get(); // this thread's value: maybe another goroutine's
+//!     assert_eq!(GDEPTH.get(), 1); // this goroutine's value, wherever it runs
+//!
+//!     // For code that needs its thread (thread-affine C libraries, a
+//!     // thread-local cache it cannot live without):
+//!     let _wired = gort::lock_os_thread_guard();
+//!     // ... no other goroutine runs on this thread, and this one stays here
+//! });
+//! ```
+//!
+//! Use [`local!`] for per-goroutine values and [`lock_os_thread_guard`]
+//! (or [`lock_os_thread`]) for thread-affine code.
+//!
 //! # Preemption hazards
 //!
 //! A goroutine may be stopped by signal anywhere in your own code and
@@ -49,13 +86,18 @@
 use std::sync::atomic::Ordering;
 
 mod arch;
+mod blocking;
 pub mod chan;
 mod deadlock;
 mod dwarf;
 mod fd;
+mod future;
 mod g;
+mod group;
 pub mod io;
 mod join;
+mod joinset;
+mod local;
 mod lock;
 mod m;
 pub mod net;
@@ -67,12 +109,14 @@ mod park;
 pub mod preempt;
 mod runtime;
 mod sched;
+mod scope;
 mod signal;
 mod stack;
 mod symbols;
 pub mod sync;
 pub mod syscall;
 mod sysmon;
+mod testing;
 mod timer;
 mod trace;
 mod traceback;
@@ -83,17 +127,55 @@ pub mod time {
     pub use crate::timer::{after, sleep, Ticker, Timer};
 }
 
+pub use blocking::spawn_blocking;
 pub use deadlock::OnDeadlock;
+pub use future::block_on;
 pub use gort_macros::main;
 pub use gort_macros::preemptible;
+pub use gort_macros::test;
 pub use join::{exit, run, spawn, Exit, JoinHandle};
+pub use joinset::JoinSet;
+pub use local::LocalKey;
 pub use panics::panic_message;
+pub use scope::{scope, Scope, ScopedJoinHandle, Spawn};
+
+/// Used by the expansion of `#[gort::test]`; not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::testing::{test_run, TestOptions};
+}
 pub use runtime::{
     Builder, Error, Runtime, DEFAULT_MAINTENANCE_PERIOD, DEFAULT_SCAVENGE_AFTER,
     DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, DEFAULT_UNANNOUNCED_HANDOFF, MAX_PROCS, MIN_STACK_SIZE,
     MIN_TIME_SLICE, MIN_UNANNOUNCED_HANDOFF,
 };
 pub use syscall::{lock_os_thread, unlock_os_thread};
+
+/// Wires the calling goroutine to its OS thread until the guard drops
+/// ([`lock_os_thread`] and [`unlock_os_thread`] as a guard, like
+/// [`preempt::disable`]): the goroutine runs only on this thread, and no
+/// other goroutine runs on it. Guards nest. Outside a goroutine it does
+/// nothing.
+pub fn lock_os_thread_guard() -> OsThreadGuard {
+    lock_os_thread();
+    OsThreadGuard {
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+/// The guard of [`lock_os_thread_guard`]; unlocks on drop. Not `Send`:
+/// it belongs to the goroutine that took it.
+#[must_use = "the goroutine is unwired as soon as the guard drops"]
+#[derive(Debug)]
+pub struct OsThreadGuard {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for OsThreadGuard {
+    fn drop(&mut self) {
+        unlock_os_thread();
+    }
+}
 
 /// Yields the processor so other goroutines can run (Go's
 /// `runtime.Gosched`). The current goroutine goes to the back of its run

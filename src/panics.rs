@@ -3,6 +3,7 @@
 //! std's hook names the OS thread (`thread '<unnamed>' panicked`), which
 //! says nothing about a goroutine: gort installs a hook, once, when the
 //! runtime starts, that prints `goroutine N panicked at file:line:col:`
+//! (`goroutine N "name" panicked …` for a goroutine named with `Spawn`)
 //! and the message for panics on goroutines, and hands every other panic to
 //! the hook that was installed before (std's, or the program's).
 //!
@@ -18,6 +19,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, Once};
 
 /// Texts of main-goroutine panics, by goroutine id, until `run` takes them.
@@ -70,14 +72,13 @@ pub(crate) fn install_hook() {
             }
             let mut text = String::new();
             let msg = panic_message(info.payload()).unwrap_or("Box<dyn Any>");
-            match info.location() {
-                Some(l) => {
-                    let _ = write!(text, "goroutine {} panicked at {l}:\n{msg}\n", g.id());
-                }
-                None => {
-                    let _ = write!(text, "goroutine {} panicked:\n{msg}\n", g.id());
-                }
-            }
+            let name = crate::trace::name_of(g);
+            let at = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
+            let _ = write!(text, "goroutine {}{name} panicked{at}:\n{msg}\n", g.id());
+            // A `#[gort::test]` lists its goroutines' panics in its failure.
+            crate::group::panicked(g.group.load(Ordering::Relaxed), || {
+                format!("goroutine {}{name} panicked{at}: {msg}", g.id())
+            });
             let bt = std::backtrace::Backtrace::capture();
             match bt.status() {
                 std::backtrace::BacktraceStatus::Captured => {

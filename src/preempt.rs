@@ -267,13 +267,13 @@ extern "C" fn gort_async_preempt2(area: *mut u8) -> *mut u8 {
 }
 
 /// The calling thread's errno.
-fn errno() -> libc::c_int {
+pub(crate) fn errno() -> libc::c_int {
     // SAFETY: __errno_location returns this thread's errno slot.
     unsafe { *libc::__errno_location() }
 }
 
 /// Sets the calling thread's errno.
-fn set_errno(e: libc::c_int) {
+pub(crate) fn set_errno(e: libc::c_int) {
     // SAFETY: __errno_location returns this thread's errno slot.
     unsafe { *libc::__errno_location() = e };
 }

@@ -294,7 +294,7 @@ impl Runtime {
     pub fn run<F, T>(&self, f: F) -> T
     where
         F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
+        T: 'static,
     {
         crate::run(f)
     }

@@ -586,7 +586,10 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
     }
     if g.stack.get().is_none() {
         // SAFETY: we hold pp; gp has never run since it was (re)spawned.
-        let stack = stackalloc(s, unsafe { &*pp });
+        let stack = match g.stack_size.get() {
+            0 => stackalloc(s, unsafe { &*pp }),
+            n => crate::stack::alloc_sized(n),
+        };
         g.stack.set(Some(stack));
         // SAFETY: the stack is ours and unused; hi is page-aligned.
         let sp = unsafe { arch::init_stack(stack.hi, goroutine_entry, gp as *mut u8) };
@@ -980,7 +983,11 @@ fn gdestroy(s: &Sched, mp: &M, gp: *mut G) {
         mp.lockedg.store(std::ptr::null_mut(), Ordering::Release);
     }
     if let Some(stack) = g.stack.take() {
-        stackfree(s, pp, stack);
+        if g.stack_size.get() == 0 {
+            stackfree(s, pp, stack);
+        } else {
+            crate::stack::free_sized(stack);
+        }
     }
     // SAFETY: owner write.
     unsafe { *g.sched_sp.get() = 0 };
@@ -1021,7 +1028,14 @@ fn gfget(s: &Sched, pp: Option<&P>) -> *mut G {
 
 /// Creates a goroutine running `task` and queues it (Go's `newproc`).
 /// Returns its id.
-pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> u64 {
+/// `name`: for dumps and panics (`gort::Spawn::name`); `stack_size`:
+/// 0 or the runtime's for the default, else rounded bytes (`Spawn::stack_size`).
+pub(crate) fn newproc(
+    task: Arc<dyn Task>,
+    site: &'static Location<'static>,
+    name: Option<Arc<str>>,
+    stack_size: usize,
+) -> u64 {
     let s = sched();
     let locked = LockedM::acquire();
     let pp = locked
@@ -1045,6 +1059,24 @@ pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> 
     unsafe { *g.task.get() = Some(task) };
     g.spawn_site.set(site);
     g.waitreason.set(WaitReason::None);
+    // The spawner's group: its goroutine's (on this M), or the thread's.
+    let parent = locked
+        .as_ref()
+        .map(|l| l.m().curg())
+        .unwrap_or(std::ptr::null_mut());
+    let group = crate::group::of(parent);
+    g.group.store(group.id, Ordering::Relaxed);
+    g.gstate.store(group.state_ptr(), Ordering::Relaxed);
+    // 0: the runtime's size, from the P's cache.
+    g.stack_size.set(if stack_size == s.stacks.size() {
+        0
+    } else {
+        stack_size
+    });
+    if g.named.load(Ordering::Relaxed) || name.is_some() {
+        g.named.store(name.is_some(), Ordering::Relaxed);
+        *g.name.lock() = name;
+    }
     g.set_status(G_RUNNABLE);
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
     s.spawned.fetch_add(1, Ordering::Relaxed);
@@ -1161,10 +1193,8 @@ pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) 
     assert!(!gp.is_null(), "park outside a goroutine");
     // SAFETY: we are gp.
     if unsafe { (*gp).status() } == G_SYSCALL {
-        panic!(
-            "gort: a goroutine cannot wait on goroutine primitives (join, channels, \
-             sync) inside syscall::blocking; move the wait outside the closure"
-        );
+        // Every wait checks for this and blocks the thread instead.
+        crate::fatal("gort: a goroutine parked inside syscall::blocking (it holds no P)");
     }
     // SAFETY: we are gp.
     unsafe {
@@ -1174,6 +1204,12 @@ pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) 
         (*gp)
             .wait_since
             .store(crate::timer::nanotime_coarse(), Ordering::Relaxed);
+        // For the group checker: a new park, and whether it is durable.
+        let durable = reason.durable() && !(*gp).timed_wait.get();
+        let parks = ((*gp).park_mark.load(Ordering::Relaxed) >> 1) + 1;
+        (*gp)
+            .park_mark
+            .store(parks << 1 | durable as u64, Ordering::Relaxed);
     }
     // SAFETY: erases the closure's lifetime; it stays valid because it
     // lives on gp's stack, and g0 calls it before gp can resume.

@@ -156,6 +156,18 @@ pub(crate) fn tgkill_traceback(mp: &M) {
 /// arrive together merge into one, as standard signals do; the merged one
 /// is treated as ours.)
 extern "C" fn sigurg_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // The interrupted code may be between a failing libc call and its read
+    // of errno; what the handler calls (the frame walk, a traceback's
+    // reads, tgkill) may set errno. Put it back on every way out, so both
+    // the interrupted code and the trampoline (which saves it for the
+    // goroutine) see the interrupted value.
+    struct KeepErrno(libc::c_int);
+    impl Drop for KeepErrno {
+        fn drop(&mut self) {
+            crate::preempt::set_errno(self.0);
+        }
+    }
+    let _errno = KeepErrno(crate::preempt::errno());
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let (code, pid) = unsafe { ((*info).si_code, (*info).si_pid()) };
     // SAFETY: getpid is async-signal-safe.

@@ -171,6 +171,11 @@ impl StackPool {
         bytes
     }
 
+    /// The (rounded) size of this pool's stacks.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+
     /// Number of stacks in the global pool.
     pub(crate) fn pooled(&self) -> usize {
         self.free.lock().len()
@@ -252,4 +257,34 @@ fn install_guard(addr: usize) {
              (vm.max_map_count reached? see README, 'Limits')"
         ));
     }
+}
+
+/// Pools of stacks of other sizes than the runtime's (`Spawn::stack_size`),
+/// one per size, made on first use and never freed. They have no per-P
+/// caches and are not scavenged.
+static SIZED: Mutex<Vec<(usize, &'static StackPool)>> = Mutex::new(Vec::new());
+
+fn sized_pool(size: usize) -> &'static StackPool {
+    let mut pools = SIZED.lock();
+    if let Some((_, p)) = pools.iter().find(|(s, _)| *s == size) {
+        return p;
+    }
+    let p: &'static StackPool = Box::leak(Box::new(StackPool::new(size)));
+    pools.push((size, p));
+    p
+}
+
+/// A stack of `size` bytes (a multiple of the page size).
+pub(crate) fn alloc_sized(size: usize) -> Stack {
+    let pool = sized_pool(size);
+    let mut some = Vec::new();
+    pool.refill(&mut some);
+    let stack = some.pop().expect("stack refill produced nothing");
+    pool.give(some.into_iter());
+    stack
+}
+
+/// Gives back a stack from `alloc_sized`.
+pub(crate) fn free_sized(stack: Stack) {
+    sized_pool(stack.hi - stack.lo).give(std::iter::once(stack));
 }

@@ -1,4 +1,4 @@
-//! Goroutine-aware synchronisation: [`Mutex`], [`RwLock`], [`Condvar`],
+//! Goroutine-aware synchronisation: [`Mutex`], [`RwLock`], [`Condvar`], [`Semaphore`], [`Barrier`],
 //! [`WaitGroup`] and [`Once`]. A goroutine that has to wait is *parked*
 //! (its M goes on running other goroutines); a plain thread that has to
 //! wait blocks on a futex. Both can use the same object at once.
@@ -115,7 +115,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -345,8 +345,12 @@ pub(crate) struct Sema {
 
 impl Sema {
     pub(crate) const fn new() -> Sema {
+        Sema::with_count(0)
+    }
+
+    const fn with_count(n: u32) -> Sema {
         Sema {
-            count: AtomicU32::new(0),
+            count: AtomicU32::new(n),
         }
     }
 
@@ -1191,7 +1195,9 @@ impl CondQueue {
 /// A condition variable for [`Mutex`] (Go's `sync.Cond`): `wait` unlocks
 /// the mutex and parks until notified, then locks it again. Notifications
 /// are not lost (a waiter takes its place in line while it still holds the
-/// mutex) and there are no spurious wake-ups, but as always the condition
+/// mutex) and there are no spurious wake-ups (except that a
+/// [`wait_timeout`](Condvar::wait_timeout) reaching its deadline wakes
+/// every waiter of the condvar), but as always the condition
 /// may have changed again by the time the waiter holds the mutex: check it
 /// in a loop, or use [`wait_while`](Condvar::wait_while).
 ///
@@ -1229,6 +1235,60 @@ impl Condvar {
             lock: mutex,
             _not_auto: PhantomData,
         }
+    }
+
+    /// [`wait`](Condvar::wait), giving up after `timeout`: returns the
+    /// guard (the mutex locked again) and whether the time ran out.
+    ///
+    /// At the deadline a runtime timer notifies *all* waiters of the
+    /// condvar (the simple way to reach this one without losing a
+    /// notification meant for another): the others may see that as a
+    /// spurious wake-up, which code that re-checks its condition in a loop
+    /// (as it should) handles. Starts the runtime if nothing did.
+    pub fn wait_timeout<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
+        crate::runtime::ensure_started();
+        let start = Instant::now();
+        // The ticket first (as `wait` does, under the mutex), the timer
+        // after: a timer that fired before the ticket was taken would
+        // notify nobody and leave this wait without an end.
+        let t = self.wait.fetch_add(1, Ordering::SeqCst);
+        let mutex = guard.lock;
+        drop(guard);
+        let alarm = Arc::new(Alarm {
+            cv: crate::lock::Mutex::new(self as *const Condvar as usize),
+            armed: AtomicBool::new(true),
+        });
+        let p = crate::timer::add_task(crate::timer::when_after(timeout), alarm.clone(), 0);
+        // For deadlock detection: this wait has a timer.
+        let _hold = crate::group::Hold::current();
+        let gp = crate::sched::getg();
+        if !gp.is_null() {
+            // SAFETY: the current goroutine is alive; owner write.
+            unsafe { (*gp).timed_wait.set(true) };
+        }
+        self.wait_ticket(t);
+        mutex.raw.lock(WaitReason::SyncMutexLock);
+        let guard = MutexGuard {
+            lock: mutex,
+            _not_auto: PhantomData,
+        };
+        if !gp.is_null() {
+            let gp = crate::sched::getg();
+            // SAFETY: as above (the goroutine runs again).
+            unsafe { (*gp).timed_wait.set(false) };
+        }
+        // Disarm: after this the timer never touches `self` (it holds the
+        // alarm's lock while it does).
+        *alarm.cv.lock() = 0;
+        if alarm.armed.swap(false, Ordering::AcqRel) {
+            crate::timer::stopped(p);
+        }
+        let timed_out = start.elapsed() >= timeout;
+        (guard, WaitTimeoutResult(timed_out))
     }
 
     /// Waits while `condition` holds for the data, which it may also
@@ -1657,5 +1717,190 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(*m.lock(), 40_000);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Semaphore and Barrier.
+
+/// A counting semaphore (tokio's and Go's `x/sync/semaphore` idea): up to
+/// `permits` holders at once; `acquire` parks the goroutine (or blocks a
+/// plain thread) until a permit is free. Waiters are served in FIFO
+/// order. Built on the same semaphore table as [`Mutex`].
+///
+/// ```no_run
+/// gort::run(|| {
+///     static LIMIT: gort::sync::Semaphore = gort::sync::Semaphore::new(4);
+///     let hs: Vec<_> = (0..100)
+///         .map(|_| gort::spawn(|| {
+///             let _permit = LIMIT.acquire(); // at most 4 inside at once
+///         }))
+///         .collect();
+///     hs.into_iter().for_each(|h| h.join().unwrap());
+/// });
+/// ```
+pub struct Semaphore {
+    sema: Sema,
+}
+
+impl Semaphore {
+    /// A semaphore with `permits` free permits.
+    pub const fn new(permits: u32) -> Semaphore {
+        Semaphore {
+            sema: Sema::with_count(permits),
+        }
+    }
+
+    /// Takes a permit, waiting for one if none is free. The permit goes
+    /// back when the returned guard drops.
+    pub fn acquire(&self) -> SemaphorePermit<'_> {
+        self.sema.acquire(false, WaitReason::SyncSemacquire);
+        SemaphorePermit { sem: self }
+    }
+
+    /// Takes a permit if one is free now.
+    pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
+        // `then`, not `then_some`: a permit made and dropped on failure
+        // would release a token nobody took.
+        self.sema
+            .try_acquire()
+            .then(|| SemaphorePermit { sem: self })
+    }
+
+    /// Adds `n` permits (waking as many waiters).
+    pub fn add_permits(&self, n: u32) {
+        for _ in 0..n {
+            self.sema.release(false);
+        }
+    }
+
+    /// Free permits now (racy: for diagnostics).
+    pub fn available_permits(&self) -> usize {
+        self.sema.count.load(Ordering::SeqCst) as usize
+    }
+}
+
+impl std::fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("available", &self.available_permits())
+            .finish()
+    }
+}
+
+/// A permit of a [`Semaphore`], given back on drop.
+#[must_use = "the permit is given back at once if it is not kept"]
+pub struct SemaphorePermit<'a> {
+    sem: &'a Semaphore,
+}
+
+impl SemaphorePermit<'_> {
+    /// Keeps the permit taken for good (the semaphore has one less).
+    pub fn forget(self) {
+        std::mem::forget(self)
+    }
+}
+
+impl Drop for SemaphorePermit<'_> {
+    fn drop(&mut self) {
+        self.sem.sema.release(false);
+    }
+}
+
+impl std::fmt::Debug for SemaphorePermit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SemaphorePermit").finish_non_exhaustive()
+    }
+}
+
+/// Lets `n` parties wait until all of them have arrived, like
+/// `std::sync::Barrier`, parking goroutines (plain threads block). Reusable:
+/// after all `n` arrive, the next `n` waits form a new round.
+pub struct Barrier {
+    n: usize,
+    state: Mutex<(usize, u64)>,
+    cv: Condvar,
+}
+
+/// What [`Barrier::wait`] returns: one party per round is the leader.
+#[derive(Debug, Clone, Copy)]
+pub struct BarrierWaitResult(bool);
+
+impl BarrierWaitResult {
+    /// Whether this party was the last to arrive (one per round).
+    pub fn is_leader(&self) -> bool {
+        self.0
+    }
+}
+
+impl Barrier {
+    /// A barrier for `n` parties (`0` behaves as `1`).
+    pub fn new(n: usize) -> Barrier {
+        Barrier {
+            n,
+            state: Mutex::new((0, 0)),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Waits until `n` parties (this one included) have called `wait`.
+    pub fn wait(&self) -> BarrierWaitResult {
+        let mut st = self.state.lock();
+        st.0 += 1;
+        if st.0 < self.n {
+            let round = st.1;
+            while st.1 == round {
+                st = self.cv.wait(st);
+            }
+            return BarrierWaitResult(false);
+        }
+        *st = (0, st.1.wrapping_add(1));
+        self.cv.notify_all();
+        BarrierWaitResult(true)
+    }
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Barrier").field("n", &self.n).finish()
+    }
+}
+
+/// What [`Condvar::wait_timeout`] tells besides the guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// Whether the wait returned because its time ran out.
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+/// The timer of a `Condvar::wait_timeout`: at the deadline it notifies
+/// the condvar, unless the waiter has disarmed it.
+struct Alarm {
+    /// The condvar's address, 0 once disarmed. The timer holds this lock
+    /// while it notifies, so the waiter's disarming waits for that, and
+    /// the condvar outlives every use here.
+    cv: crate::lock::Mutex<usize>,
+    /// Mirror of "not disarmed yet" for the heap (`live`).
+    armed: AtomicBool,
+}
+
+impl crate::timer::TimerTask for Alarm {
+    fn fire(self: Arc<Self>, _seq: u64) {
+        self.armed.store(false, Ordering::Release);
+        let cv = self.cv.lock();
+        if *cv != 0 {
+            // SAFETY: a non-zero address is a condvar whose timed waiter
+            // has not disarmed the alarm yet; it cannot return (and the
+            // condvar cannot go away) before it takes this lock.
+            unsafe { (*(*cv as *const Condvar)).notify_all() };
+        }
+    }
+
+    fn live(&self, _seq: u64) -> bool {
+        self.armed.load(Ordering::Relaxed)
     }
 }

@@ -13,8 +13,9 @@
 //!   `exitsyscall` tries an idle P, and failing that queues the goroutine
 //!   on the global run queue and parks the M.
 //!
-//! Inside `f` the goroutine holds no P: it must not wait on goroutine
-//! primitives (that panics with a clear message) and is never preempted.
+//! Inside `f` the goroutine holds no P and is never preempted; every wait
+//! there (channels, sync, join, `time::sleep`, `block_on`, sockets)
+//! blocks the thread, as on a plain thread.
 
 use crate::g::{G, G_RUNNING, G_SYSCALL};
 use crate::m::{getm, After, M};
@@ -24,6 +25,11 @@ use std::sync::atomic::Ordering;
 /// Runs `f`, a call that may block in the kernel, letting other goroutines
 /// use this goroutine's processor meanwhile. Outside a goroutine it just
 /// calls `f`. A panic in `f` propagates after the processor is reacquired.
+///
+/// Inside `f` the goroutine is off its processor: any wait there — a
+/// channel, a `sync` lock, a join, `time::sleep`, `block_on`, a socket —
+/// blocks the OS thread, as it would on a plain thread, and `yield_now`
+/// yields the thread.
 pub fn blocking<F, R>(f: F) -> R
 where
     F: FnOnce() -> R,

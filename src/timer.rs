@@ -361,7 +361,9 @@ pub(crate) fn next_timer(s: &crate::sched::Sched) -> u64 {
 /// Puts the calling goroutine to sleep for `d` without holding its thread.
 /// Outside a goroutine, sleeps the thread.
 pub fn sleep(d: Duration) {
-    if crate::sched::getg().is_null() {
+    let gp = crate::sched::getg();
+    // SAFETY: the current goroutine is alive while it runs.
+    if gp.is_null() || unsafe { (*gp).status() } == crate::g::G_SYSCALL {
         std::thread::sleep(d);
         return;
     }
@@ -392,13 +394,9 @@ pub fn sleep(d: Duration) {
 
 /// Panics unless the runtime runs (timers need Ms to fire them).
 #[track_caller]
-fn need_runtime(what: &str) {
-    if !crate::sched::started() {
-        panic!(
-            "gort::time::{what} needs the runtime: call it inside gort::run(...), \
-             or start the runtime first with gort::Builder::new().start()"
-        );
-    }
+fn need_runtime() {
+    // Timers run on the runtime's Ps: start it if nothing did.
+    crate::runtime::ensure_started();
 }
 
 /// Returns a receiver that gets the current time once `d` has passed (Go's
@@ -409,13 +407,36 @@ fn need_runtime(what: &str) {
 /// the receiver before the time is up makes the timer a no-op.
 ///
 /// # Panics
-/// If the runtime has not been started.
+/// If the runtime had to be started and the environment is bad.
 #[track_caller]
 pub fn after(d: Duration) -> Receiver<Instant> {
-    need_runtime("after");
+    need_runtime();
     let (task, rx) = crate::chan::after_channel();
+    let hold = crate::group::Hold::current();
+    let task: Arc<dyn TimerTask> = if hold.group().id == 0 {
+        task
+    } else {
+        Arc::new(HeldTask { task, _hold: hold })
+    };
     add_task(when_after(d), task, 0);
     rx
+}
+
+/// A timer task that keeps its group from being judged deadlocked until
+/// the heap drops it (fired or discarded).
+struct HeldTask {
+    task: Arc<dyn TimerTask>,
+    _hold: crate::group::Hold,
+}
+
+impl TimerTask for HeldTask {
+    fn fire(self: Arc<Self>, seq: u64) {
+        self.task.clone().fire(seq)
+    }
+
+    fn live(&self, seq: u64) -> bool {
+        self.task.live(seq)
+    }
 }
 
 /// The arming of a [`Timer`] or [`Ticker`] (under `TimerCore::state`).
@@ -429,6 +450,9 @@ struct Arming {
     period: u64,
     /// The P whose heap holds the current entry.
     p: usize,
+    /// While armed: keeps the arming goroutine's group from being judged
+    /// deadlocked (the timer will send).
+    hold: Option<crate::group::Hold>,
 }
 
 /// What a [`Timer`] or [`Ticker`] shares with its heap entries.
@@ -450,6 +474,7 @@ impl TimerTask for TimerCore {
         let _ = self.tx.try_send(Instant::now());
         if st.period == 0 {
             st.armed = false;
+            st.hold = None;
             self.live_seq.store(u64::MAX, Ordering::Relaxed);
             return;
         }
@@ -481,6 +506,7 @@ impl TimerCore {
                 when: 0,
                 period,
                 p: 0,
+                hold: None,
             }),
             live_seq: AtomicU64::new(u64::MAX),
             tx,
@@ -501,6 +527,7 @@ impl TimerCore {
             stopped(st.p);
         }
         st.armed = false;
+        st.hold = None;
         st.seq = st.seq.wrapping_add(1);
         self.live_seq.store(u64::MAX, Ordering::Relaxed);
         // Under our lock no firing can add a value behind this drain.
@@ -510,6 +537,7 @@ impl TimerCore {
         }
         if let Some((d, period)) = next {
             st.armed = true;
+            st.hold = Some(crate::group::Hold::current());
             st.period = period;
             st.when = when_after(d);
             st.p = pick_p();
@@ -534,7 +562,7 @@ impl TimerCore {
 ///
 /// [`stop`](Timer::stop) and [`reset`](Timer::reset) follow Go 1.23: once
 /// they return, no value from before them is received. Dropping the timer
-/// stops it. Needs the runtime (panics otherwise); usable from goroutines
+/// stops it. Starts the runtime if nothing did; usable from goroutines
 /// and plain threads.
 pub struct Timer {
     core: Arc<TimerCore>,
@@ -545,10 +573,10 @@ impl Timer {
     /// A timer that fires once, `d` from now.
     ///
     /// # Panics
-    /// If the runtime has not been started.
+    /// If the runtime had to be started and the environment is bad.
     #[track_caller]
     pub fn new(d: Duration) -> Timer {
-        need_runtime("Timer::new");
+        need_runtime();
         let (core, rx) = TimerCore::new(d, 0);
         Timer { core, rx }
     }
@@ -611,7 +639,7 @@ impl Ticker {
     #[track_caller]
     pub fn new(period: Duration) -> Ticker {
         let ns = period_ns(period);
-        need_runtime("Ticker::new");
+        need_runtime();
         let (core, rx) = TimerCore::new(period, ns);
         Ticker { core, rx }
     }

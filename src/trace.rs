@@ -110,8 +110,9 @@ pub(crate) fn sched_report(s: &Sched, detail: bool) -> String {
             let lmid = unsafe { lm.as_ref() }.map_or(-1, |m| m.id as i64);
             let _ = writeln!(
                 out,
-                "  G{}: status={st}({}{}) lockedm={lmid} spawned at {}",
+                "  G{}{}: status={st}({}{}) lockedm={lmid} spawned at {}",
                 g.id(),
+                name_of(g),
                 gstatus_name(st),
                 if st == G_WAITING {
                     format!(": {}", g.waitreason.get().as_str())
@@ -145,6 +146,15 @@ pub(crate) fn schedtrace(s: &Sched, detail: bool) {
 /// Every live goroutine, Go-style: `goroutine N [wait reason, waited]:`
 /// then where it was spawned.
 pub(crate) fn goroutine_dump(s: &Sched) -> String {
+    dump_where(s, |_| true)
+}
+
+/// The goroutines of one group (`gort::run`), as `goroutine_dump`.
+pub(crate) fn goroutine_dump_group(s: &Sched, group: u64) -> String {
+    dump_where(s, |g| g.group.load(Ordering::Relaxed) == group)
+}
+
+fn dump_where(s: &Sched, keep: impl Fn(&crate::g::G) -> bool) -> String {
     let now = crate::timer::nanotime();
     let mut out = String::new();
     let gs: Vec<&'static crate::g::G> = s
@@ -153,7 +163,7 @@ pub(crate) fn goroutine_dump(s: &Sched) -> String {
         .iter()
         // SAFETY: Gs are never freed; fields are read racily, for display.
         .map(|&gp| unsafe { &*gp })
-        .filter(|g| !matches!(g.status(), G_IDLE | G_DEAD))
+        .filter(|g| !matches!(g.status(), G_IDLE | G_DEAD) && keep(g))
         .collect();
     // SAFETY: the current G, if any, is alive while it runs this.
     let asker = unsafe { crate::sched::getg().as_ref() }.map_or(0, |g| g.id());
@@ -184,7 +194,8 @@ pub(crate) fn goroutine_dump(s: &Sched) -> String {
         } else {
             ", locked to thread"
         };
-        let _ = writeln!(out, "goroutine {} [{state}{locked}]:", g.id());
+        let name = name_of(g);
+        let _ = writeln!(out, "goroutine {}{name} [{state}{locked}]:", g.id());
         crate::traceback::write_trace(&mut out, trace);
         crate::traceback::write_created_by(&mut out, g);
         out.push('\n');
@@ -193,6 +204,18 @@ pub(crate) fn goroutine_dump(s: &Sched) -> String {
         let _ = writeln!(out, "{note}");
     }
     out
+}
+
+/// ` "name"` for a goroutine named with `gort::Spawn::name`, else "".
+pub(crate) fn name_of(g: &crate::g::G) -> String {
+    if !g.named.load(Ordering::Relaxed) {
+        return String::new();
+    }
+    g.name
+        .lock()
+        .as_ref()
+        .map(|n| format!(" \"{n}\""))
+        .unwrap_or_default()
 }
 
 /// A wait duration as Go prints it in dumps, but finer: "1.2s", "3 minutes".

@@ -831,7 +831,7 @@ pub(crate) fn write_created_by(out: &mut String, g: &G) {
         .filter(|c| !c.is_empty())
         // The main goroutine of `run` (its wrapper closure is generic).
         .map(|c| {
-            if c.starts_with("gort::join::run<") {
+            if c.starts_with("gort::join::run<") || c.starts_with("gort::join::run_within<") {
                 "gort::run"
             } else {
                 c

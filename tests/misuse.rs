@@ -14,24 +14,31 @@ fn stderr(out: &std::process::Output) -> String {
 }
 
 #[test]
-#[ignore = "child process of spawn_before_start_is_a_clear_error"]
+#[ignore = "child process of spawn_before_start_starts_the_runtime"]
 fn child_spawn_before_start() {
     if !is_child() {
         return;
     }
-    let r = std::panic::catch_unwind(|| gort::spawn(|| 1));
-    let err = r.expect_err("spawn before the runtime started must panic");
-    let msg = err.downcast_ref::<&str>().copied().unwrap_or_default();
-    println!("MESSAGE: {msg}");
+    match std::panic::catch_unwind(|| gort::spawn(|| 1).join().unwrap()) {
+        Ok(v) => println!("RESULT: {v}"),
+        Err(err) => {
+            let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+            println!("MESSAGE: {msg}");
+        }
+    }
 }
 
 #[test]
-fn spawn_before_start_is_a_clear_error() {
+fn spawn_before_start_starts_the_runtime() {
     let out = run_child("child_spawn_before_start", &[], T);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    assert!(stdout.contains("RESULT: 1"), "{stdout}");
+    // Starting it from a bad environment is a clear error.
+    let out = run_child("child_spawn_before_start", &[("GORT_MAXPROCS", "lots")], T);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("MESSAGE: gort::spawn called outside the runtime"),
+        stdout.contains("MESSAGE: gort: bad environment variable GORT_MAXPROCS=\"lots\""),
         "{stdout}"
     );
 }

@@ -6,7 +6,9 @@ use syn::visit_mut::{self, VisitMut};
 use syn::{parse_macro_input, ItemFn, ReturnType};
 
 /// Runs `fn main` as the main goroutine: the body becomes the closure given
-/// to `gort::run`, so the program ends when it returns.
+/// to `gort::run`, so the program ends when it returns. `main` may return
+/// anything `fn main` may, `Result<(), Box<dyn Error>>` included (the
+/// result need not be `Send`).
 ///
 /// ```ignore
 /// #[gort::main]
@@ -48,6 +50,152 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     }
     .into()
+}
+
+/// Runs a test as a main goroutine, like `#[tokio::test]`: the body is
+/// the closure given to `gort::run`, in its own goroutine group.
+///
+/// ```ignore
+/// #[gort::test]
+/// fn ping_pong() {
+///     let (tx, rx) = gort::chan::channel(0);
+///     gort::spawn(move || tx.send(1).unwrap());
+///     assert_eq!(rx.recv().unwrap(), 1);
+/// }
+///
+/// #[gort::test(procs = 2, time_slice = "1ms", timeout = "10s")]
+/// fn with_options() -> Result<(), Box<dyn std::error::Error>> {
+///     Ok(())
+/// }
+/// ```
+///
+/// - A panic of the body, or of a goroutine it joined with
+///   `.join().unwrap()`, fails the test with its message (`should_panic`
+///   works as usual).
+/// - If the test's goroutines all block for good, the test fails with
+///   `all goroutines are asleep - deadlock!` and a dump of them, whatever
+///   other tests do.
+/// - `timeout = "10s"` (units `us`, `ms`, `s`): the test fails after that
+///   long with a dump of its goroutines (which are left running).
+/// - `procs = N` and `time_slice = "D"` configure the runtime, of which
+///   there is one per process: the first test to start it sets them, and
+///   a test asking for other values than the running ones fails with a
+///   message saying so. Give every test of a test binary the same
+///   settings, or put such tests in their own binary.
+///
+/// The body may return `()` or any `Result` a `#[test]` may return (it
+/// need not be `Send`).
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    match test_impl(args.into(), item.into()) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn test_impl(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let f: ItemFn = syn::parse2(item)?;
+    if f.sig.asyncness.is_some() || !f.sig.inputs.is_empty() || !f.sig.generics.params.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &f.sig,
+            "#[gort::test] expects a plain `fn name()` (not async, no arguments, no generics)",
+        ));
+    }
+    let metas = syn::parse::Parser::parse2(
+        syn::punctuated::Punctuated::<syn::MetaNameValue, syn::Token![,]>::parse_terminated,
+        args,
+    )?;
+    let mut procs = quote!(::core::option::Option::None);
+    let mut time_slice = quote!(::core::option::Option::None);
+    let mut timeout = quote!(::core::option::Option::None);
+    for m in metas {
+        let key = m
+            .path
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        match key.as_str() {
+            "procs" => {
+                let n: syn::LitInt = lit(&m.value)?;
+                let n: usize = n.base10_parse()?;
+                procs = quote!(::core::option::Option::Some(#n));
+            }
+            "time_slice" | "timeout" => {
+                let s: syn::LitStr = lit(&m.value)?;
+                let ns = parse_duration(&s)?;
+                let d = quote!(::core::option::Option::Some(
+                    ::std::time::Duration::from_nanos(#ns)
+                ));
+                if key == "timeout" {
+                    timeout = d;
+                } else {
+                    time_slice = d;
+                }
+            }
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    &m.path,
+                    "unknown #[gort::test] option: expected procs = N, time_slice = \"D\" \
+                     or timeout = \"D\" (D like \"500us\", \"10ms\", \"5s\")",
+                ))
+            }
+        }
+    }
+    let attrs = &f.attrs;
+    let vis = &f.vis;
+    let sig = &f.sig;
+    let body = &f.block;
+    let ret = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, t) => quote!(#t),
+    };
+    Ok(quote! {
+        #[::core::prelude::v1::test]
+        #(#attrs)*
+        #vis #sig {
+            ::gort::__private::test_run(
+                ::gort::__private::TestOptions {
+                    procs: #procs,
+                    time_slice: #time_slice,
+                    timeout: #timeout,
+                },
+                move || -> #ret #body,
+            )
+        }
+    })
+}
+
+fn lit<T: syn::parse::Parse>(e: &syn::Expr) -> syn::Result<T> {
+    match e {
+        syn::Expr::Lit(l) => syn::parse2(quote!(#l)),
+        _ => Err(syn::Error::new_spanned(e, "expected a literal")),
+    }
+}
+
+/// "500us", "10ms", "5s" as nanoseconds.
+fn parse_duration(s: &syn::LitStr) -> syn::Result<u64> {
+    let v = s.value();
+    let v = v.trim();
+    let (num, mult) = if let Some(n) = v.strip_suffix("us") {
+        (n, 1_000u64)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1_000_000)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1_000_000_000)
+    } else {
+        return Err(syn::Error::new_spanned(
+            s,
+            "expected a duration like \"500us\", \"10ms\" or \"5s\"",
+        ));
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| syn::Error::new_spanned(s, "expected a whole number before the unit"))
 }
 
 /// Makes a function preemptible at cooperative safe points: it injects
