@@ -252,7 +252,10 @@ where
             deadlock::unregister(&wait);
             panic!("{r}")
         }
-        Err(payload) => panic::resume_unwind(payload),
+        Err(payload) => {
+            crate::exectrace::panic_in_run(); // exectrace: flight recorder
+            panic::resume_unwind(payload)
+        }
     }
 }
 

@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 mod arch;
 pub mod chan;
 mod deadlock;
+pub mod exectrace;
 mod fd;
 mod g;
 pub mod io;

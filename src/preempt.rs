@@ -91,6 +91,7 @@ fn morestack(sp: usize) {
     }
     if g.preempt.load(Ordering::Acquire) && can_preempt(mp, g) {
         COOPERATIVE.fetch_add(1, Ordering::Relaxed);
+        crate::exectrace::preempted(g, false); // exectrace
         gopreempt();
     }
 }
@@ -229,6 +230,7 @@ extern "C" fn gort_async_preempt2(area: *mut u8) -> *mut u8 {
     let errno = errno();
     drop(locked);
     ASYNC.fetch_add(1, Ordering::Relaxed);
+    crate::exectrace::preempted(g, true); // exectrace
     gopreempt();
     set_errno(errno);
     arch::unstash_vector_state(save)

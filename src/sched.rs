@@ -318,7 +318,8 @@ pub(crate) fn injectglist(s: &'static Sched, pp: Option<&P>, mut list: GList) {
         Some(_) => (s.npidle.load(Ordering::SeqCst) as usize).min(n),
     };
     while let Some(gp) = list.pop_front() {
-        // SAFETY: the poller handed us these Gs; nobody else readies them.
+        crate::exectrace::wake_netpoll(gp); // exectrace
+                                            // SAFETY: the poller handed us these Gs; nobody else readies them.
         unsafe { (*gp).set_status(G_RUNNABLE) };
         if global.len() < to_global {
             global.push_back(gp);
@@ -608,9 +609,10 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         // SAFETY: our own TLS word (set in minit).
         unsafe { mp.stackguard_slot.get().write_volatile(guard) };
         mp.curg.store(gp, Ordering::Release);
-        // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
-        // which is complete because gp was handed to us through a queue or
-        // park protocol that runs only after its switch finished.
+        crate::exectrace::go_start(g, mp.p()); // exectrace
+                                               // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
+                                               // which is complete because gp was handed to us through a queue or
+                                               // park protocol that runs only after its switch finished.
         unsafe { arch::gort_switch(mp.g0_sp.get(), *g.sched_sp.get()) };
         mp.curg.store(std::ptr::null_mut(), Ordering::Release);
         // SAFETY: our own TLS word: g0 never takes the check's slow path.
@@ -618,12 +620,14 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         let after = mp.after.replace(After::Nothing);
         match after {
             After::Yield => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::Yield); // exectrace
                 g.set_status(G_RUNNABLE);
                 // SAFETY: still our P: it only changes hands on g0.
                 runqput(s, unsafe { &*mp.p() }, gp, false);
                 return;
             }
             After::Park => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::Park); // exectrace
                 g.set_status(G_WAITING);
                 let f = mp.park_fn.take().expect("park without a park function");
                 // SAFETY: the closure lives on gp's stack, which stays put
@@ -635,10 +639,12 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
                 // Park cancelled: resume gp at once, same time slice.
             }
             After::Exit => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::Exit); // exectrace
                 gdestroy(s, mp, gp);
                 return;
             }
             After::Preempt => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::Preempt); // exectrace
                 g.preempt.store(false, Ordering::Relaxed);
                 g.set_status(G_RUNNABLE);
                 globrunqput(&mut s.lock.lock(), s, gp);
@@ -646,6 +652,7 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
                 return;
             }
             After::ExitSyscall => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::NoP); // exectrace
                 g.set_status(G_RUNNABLE);
                 let mut sl = s.lock.lock();
                 let pp = pidleget(&mut sl, s);
@@ -840,6 +847,7 @@ fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)>
 /// `pp`) to run now and queues the rest (Go's findRunnable does the same).
 fn run_first_inject_rest(s: &'static Sched, pp: &P, mut list: GList) -> Option<*mut G> {
     let gp = list.pop_front()?;
+    crate::exectrace::wake_netpoll(gp); // exectrace
     injectglist(s, Some(pp), list);
     // SAFETY: the poller handed us gp; nobody else readies it.
     unsafe { (*gp).set_status(G_RUNNABLE) };
@@ -1034,6 +1042,7 @@ pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> 
     g.spawn_site.set(site);
     g.waitreason.set(WaitReason::None);
     g.set_status(G_RUNNABLE);
+    crate::exectrace::create(g); // exectrace
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
     s.spawned.fetch_add(1, Ordering::Relaxed);
     // SAFETY: as above.
@@ -1137,6 +1146,7 @@ pub(crate) fn ready(gp: *mut G) {
             g.id()
         ));
     }
+    crate::exectrace::wake(g); // exectrace
     g.set_status(G_RUNNABLE);
     runqput_current(gp, true);
 }

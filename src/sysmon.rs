@@ -204,6 +204,7 @@ fn sysmon(s: &'static Sched) -> ! {
 
         if SIGQUIT.swap(false, Ordering::AcqRel) {
             // Go's SIGQUIT: dump every goroutine, exit with code 2.
+            crate::exectrace::sigquit(); // exectrace: finish the trace file
             let text = format!("SIGQUIT: quit\n\n{}", crate::trace::goroutine_dump(s));
             crate::signal::write_stderr(text.as_bytes());
             crate::signal::exit_now(2);
@@ -334,6 +335,7 @@ fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> (u32, Option<
                 if let Some(mp) = unsafe { mp.as_ref() } {
                     if crate::preempt::preempt_one(mp, async_ok) {
                         PREEMPT_REQUESTS.fetch_add(1, Ordering::Relaxed);
+                        crate::exectrace::retake_preempt(pp, mp); // exectrace
                         pd.preempted_at = Some(now);
                     }
                 }
@@ -370,6 +372,7 @@ fn retake(s: &'static Sched, ticks: &mut [PTick], now: Instant) -> (u32, Option<
             {
                 n += 1;
                 HANDOFFS.fetch_add(1, Ordering::Relaxed);
+                crate::exectrace::retake_syscall(pp); // exectrace
                 pp.syscalltick.fetch_add(1, Ordering::Relaxed);
                 crate::sched::handoff_p(s, pp);
             }
