@@ -198,6 +198,8 @@ struct Session {
 struct State {
     threads: Vec<(&'static ThreadBuf, Who)>,
     session: Option<Session>,
+    /// Boxed: threads hold their chunk by address.
+    #[allow(clippy::vec_box)]
     pool: Vec<Box<Chunk>>,
 }
 
@@ -513,6 +515,7 @@ fn rotate(tb: &ThreadBuf) {
 }
 
 /// Drops the flight recorder's oldest chunks beyond its window.
+#[allow(clippy::vec_box)] // chunks are held by address: they stay boxed
 fn trim(sess: &mut Session, pool: &mut Vec<Box<Chunk>>, w: Window) {
     let chunk_bytes = CHUNK_RECS * REC_BYTES;
     loop {
