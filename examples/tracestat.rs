@@ -283,13 +283,12 @@ fn render_svg(
         let y = top + row_h * i as f64;
         let _ = writeln!(
             s,
-            r#"<text x="6" y="{:.1}">{}</text><line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="{}"/>"#,
+            r##"<text x="6" y="{:.1}">{}</text><line x1="{left}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/>"##,
             y + row_h * 0.6,
             names[k],
             width - 10.0,
             y + row_h - 2.0,
             y + row_h - 2.0,
-            "#ddd"
         );
     }
     // Time axis.
@@ -328,10 +327,9 @@ fn render_svg(
         let w = (xb - xa).max(1.5);
         let _ = writeln!(
             s,
-            r#"<rect x="{xa:.2}" y="{y:.1}" width="{w:.2}" height="{:.1}" fill="{}" stroke="{}" stroke-width="0.3"><title>G{} {:.1}µs, ended: {}</title></rect>"#,
+            r##"<rect x="{xa:.2}" y="{y:.1}" width="{w:.2}" height="{:.1}" fill="{}" stroke="#333" stroke-width="0.3"><title>G{} {:.1}µs, ended: {}</title></rect>"##,
             row_h - 10.0,
             colour(r.g),
-            "#333",
             r.g,
             r.dur,
             r.end
