@@ -54,7 +54,7 @@ use crate::p::P;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -158,9 +158,15 @@ struct ThreadBuf {
     gen: Cell<u64>,
     /// The chunk being filled (owner swaps it; collectors read it).
     chunk: AtomicPtr<Chunk>,
+    /// The timestamp of this thread's latest record (owner).
+    last_ts: Cell<u64>,
+    /// This M did something slow since its latest record: its next run
+    /// start reads the clock (owner). See `go_start`.
+    dirty: Cell<bool>,
 }
 
-// SAFETY: `gen` is touched only by the owner thread; `chunk` is atomic.
+// SAFETY: `gen`, `last_ts` and `dirty` are touched only by the owner
+// thread; `chunk` is atomic.
 unsafe impl Sync for ThreadBuf {}
 
 thread_local! {
@@ -222,12 +228,33 @@ fn on() -> bool {
 }
 
 /// `g` starts running on this M, holding `pp`.
+///
+/// One clock read per switch instead of two: when the M went straight from
+/// the previous goroutine's stop to this start (the local run queue's fast
+/// path: a few dozen ns of g0 bookkeeping), the start takes the stop's
+/// timestamp. Every slower path in between (looking beyond the local run
+/// queue, stealing, sleeping, polling, waking or creating an M, a locked
+/// M's hand-off) marks the thread dirty (`m_dirty`, and stops that lead to
+/// them), and then the start reads the clock.
 #[inline(always)]
 pub(crate) fn go_start(g: &G, pp: *mut P) {
     if on() {
         // SAFETY: the caller's M holds pp (Ps live forever).
         let p = unsafe { pp.as_ref() }.map_or(NO_P, |p| p.id as u64);
-        emit(K_START, p, g.id());
+        emit_start(p, g.id());
+    }
+}
+
+/// The M is about to do something that may take a while before its next
+/// goroutine start (see `go_start`).
+#[inline(always)]
+pub(crate) fn m_dirty() {
+    if on() {
+        let tb = TB.with(|c| c.get());
+        // SAFETY: a non-null TB is this thread's leaked buffer.
+        if let Some(tb) = unsafe { tb.as_ref() } {
+            tb.dirty.set(true);
+        }
     }
 }
 
@@ -243,9 +270,20 @@ pub(crate) fn go_stop(g: &G, why: Stop) {
 fn go_stop_slow(g: &G, why: Stop) {
     let arg = match why {
         Stop::Yield => STOP_YIELD,
-        Stop::Preempt => STOP_PREEMPT,
-        Stop::Exit => STOP_EXIT,
-        Stop::NoP => STOP_NO_P,
+        // These go on to wake or park Ms, or free stacks to the global
+        // pool: the next start reads the clock.
+        Stop::Preempt => {
+            m_dirty();
+            STOP_PREEMPT
+        }
+        Stop::Exit => {
+            m_dirty();
+            STOP_EXIT
+        }
+        Stop::NoP => {
+            m_dirty();
+            STOP_NO_P
+        }
         Stop::Park => {
             let r = g.waitreason.get();
             let d = (r as usize).min(REASONS.len() - 1);
@@ -412,6 +450,17 @@ fn ticks() -> u64 {
 /// Appends one record to the calling thread's chunk.
 #[inline(never)]
 fn emit(kind: u64, arg: u64, gid: u64) {
+    emit_at(kind, arg, gid, true)
+}
+
+/// A run start: reads the clock only if the thread is dirty.
+#[inline(never)]
+fn emit_start(arg: u64, gid: u64) {
+    emit_at(K_START, arg, gid, false)
+}
+
+#[inline(always)]
+fn emit_at(kind: u64, arg: u64, gid: u64, stamp: bool) {
     let w = kind | (arg & 0xffff) << 8 | (gid & 0xff_ffff_ffff) << 24;
     let mut tb = TB.with(|c| c.get());
     // SAFETY: a non-null TB is this thread's leaked buffer.
@@ -426,7 +475,14 @@ fn emit(kind: u64, arg: u64, gid: u64) {
     // SAFETY: the chunk pointer is ours and live (set by attach/rotate).
     let ch = unsafe { &*tb.chunk.load(Ordering::Relaxed) };
     let n = ch.len.load(Ordering::Relaxed);
-    ch.recs[n].set(Rec { ts: ticks(), w });
+    let ts = if stamp || tb.dirty.get() {
+        tb.dirty.set(false);
+        ticks()
+    } else {
+        tb.last_ts.get()
+    };
+    tb.last_ts.set(ts);
+    ch.recs[n].set(Rec { ts, w });
     ch.len.store(n + 1, Ordering::Release);
     if n + 1 == CHUNK_RECS {
         rotate(tb);
@@ -452,6 +508,8 @@ fn attach() -> Option<*const ThreadBuf> {
             track: st.threads.len(),
             gen: Cell::new(gen),
             chunk: AtomicPtr::new(Box::into_raw(Chunk::new())),
+            last_ts: Cell::new(0),
+            dirty: Cell::new(true),
         }));
         st.threads.push((new, who));
         TB.with(|c| c.set(new));
@@ -468,6 +526,7 @@ fn attach() -> Option<*const ThreadBuf> {
                 .store(0, Ordering::Release)
         };
         t.gen.set(gen);
+        t.dirty.set(true);
     }
     Some(tb)
 }
@@ -512,6 +571,89 @@ fn rotate(tb: &ThreadBuf) {
     if let Mode::Flight(w) = sess.mode {
         trim(sess, &mut st.pool, w);
     }
+    // The lock (and maybe an allocation) took time.
+    tb.dirty.set(true);
+}
+
+/// Full mode: the thread that drains full chunks into a spill file (so
+/// they can be reused) until `stop` reads them back.
+struct Writer {
+    quit: std::sync::Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<io::Result<File>>,
+}
+
+static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
+
+/// How often the writer drains.
+const WRITER_PERIOD: Duration = Duration::from_millis(5);
+
+fn spawn_writer(spill: File) -> io::Result<Writer> {
+    let quit = std::sync::Arc::new(AtomicBool::new(false));
+    let q = quit.clone();
+    let handle = std::thread::Builder::new()
+        .name("gort-trace".into())
+        .spawn(move || {
+            let mut out = BufWriter::with_capacity(1 << 20, spill);
+            loop {
+                let done = q.load(Ordering::Acquire);
+                let chunks = {
+                    let mut st = STATE.lock();
+                    st.session
+                        .as_mut()
+                        .map(|s| std::mem::take(&mut s.full))
+                        .unwrap_or_default()
+                };
+                for (c, track) in &chunks {
+                    let n = c.len.load(Ordering::Acquire).min(CHUNK_RECS);
+                    out.write_all(&(*track as u64).to_ne_bytes())?;
+                    out.write_all(&(n as u64).to_ne_bytes())?;
+                    // SAFETY: Cell<Rec> has Rec's layout (two u64s, no
+                    // padding); the chunk is full and handed over, so
+                    // nobody writes it while we read.
+                    let bytes = unsafe {
+                        std::slice::from_raw_parts(c.recs.as_ptr() as *const u8, n * REC_BYTES)
+                    };
+                    out.write_all(bytes)?;
+                }
+                if !chunks.is_empty() {
+                    STATE.lock().pool.extend(chunks.into_iter().map(|(c, _)| c));
+                }
+                if done {
+                    break;
+                }
+                std::thread::sleep(WRITER_PERIOD);
+            }
+            out.into_inner().map_err(|e| e.into_error())
+        })?;
+    Ok(Writer { quit, handle })
+}
+
+/// Reads the writer's spill file back.
+fn read_spill(mut f: File) -> io::Result<Vec<(Rec, usize)>> {
+    use std::io::{Seek, SeekFrom};
+    f.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes)?;
+    let word = |b: &[u8]| u64::from_ne_bytes(b[..8].try_into().expect("8 bytes"));
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 16 <= bytes.len() {
+        let track = word(&bytes[at..]) as usize;
+        let n = word(&bytes[at + 8..]) as usize;
+        at += 16;
+        for _ in 0..n {
+            if at + REC_BYTES > bytes.len() {
+                break;
+            }
+            let rec = Rec {
+                ts: word(&bytes[at..]),
+                w: word(&bytes[at + 8..]),
+            };
+            out.push((rec, track));
+            at += REC_BYTES;
+        }
+    }
+    Ok(out)
 }
 
 /// Drops the flight recorder's oldest chunks beyond its window.
@@ -601,6 +743,31 @@ fn begin(path: &Path, mode: Mode) -> io::Result<()> {
         )
     })?;
     choose_clock();
+    // Full mode: a writer drains full chunks into a spill file beside the
+    // trace (unlinked at once: only our descriptor keeps it).
+    let spill = match mode {
+        Mode::File => {
+            let name = path
+                .file_name()
+                .map_or_else(|| "trace".into(), |n| n.to_string_lossy().into_owned());
+            let spill_path = path.with_file_name(format!(".{name}.gort-spill"));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&spill_path)
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("gort: cannot create {}: {e}", spill_path.display()),
+                    )
+                })?;
+            let _ = std::fs::remove_file(&spill_path);
+            Some(f)
+        }
+        Mode::Flight(_) => None,
+    };
     st.session = Some(Session {
         file: match mode {
             Mode::File => Some(file),
@@ -612,6 +779,16 @@ fn begin(path: &Path, mode: Mode) -> io::Result<()> {
         full: VecDeque::new(),
         cut: 0,
     });
+    drop(st);
+    if let Some(f) = spill {
+        match spawn_writer(f) {
+            Ok(w) => *WRITER.lock() = Some(w),
+            Err(e) => {
+                STATE.lock().session = None;
+                return Err(e);
+            }
+        }
+    }
     GEN.fetch_add(1, Ordering::Relaxed);
     ON.store(true, Ordering::Release);
     Ok(())
@@ -634,7 +811,19 @@ fn choose_clock() {
 /// no trace is running or the file cannot be written.
 pub fn stop() -> io::Result<()> {
     ON.store(false, Ordering::SeqCst);
-    let (sess, recs, names, end) = {
+    let writer = WRITER.lock().take();
+    let spilled = match writer {
+        Some(w) => {
+            w.quit.store(true, Ordering::Release);
+            let spill = w
+                .handle
+                .join()
+                .map_err(|_| io::Error::other("gort: the trace writer thread panicked"))??;
+            read_spill(spill)?
+        }
+        None => Vec::new(),
+    };
+    let (sess, mut recs, names, end) = {
         let mut st = STATE.lock();
         let Some(mut sess) = st.session.take() else {
             return Err(io::Error::other("gort: no execution trace is running"));
@@ -649,6 +838,7 @@ pub fn stop() -> io::Result<()> {
         Some(ref f) => f.try_clone()?,
         None => return Ok(()),
     };
+    recs.extend(spilled);
     write_json(file, &sess, recs, &names, end, None).map_err(|e| {
         io::Error::new(
             e.kind(),

@@ -483,6 +483,7 @@ fn schedule(s: &'static Sched, mp: &'static M) -> ! {
         if !lockedg.is_null() {
             // This M may run only its locked G: wait until someone hands
             // it over with a P (startlockedm).
+            crate::exectrace::m_dirty(); // exectrace
             stoplockedm(s, mp);
             execute(s, mp, lockedg, false);
             continue;
@@ -709,6 +710,7 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
         if let Some(r) = pp.runq.get() {
             return r;
         }
+        crate::exectrace::m_dirty(); // exectrace: beyond the fast path
         if s.runqsize.load(Ordering::Relaxed) > 0 {
             let mut sl = s.lock.lock();
             if let Some(gp) = globrunqget(&mut sl, s, pp, 0) {
