@@ -812,16 +812,15 @@ fn choose_clock() {
 pub fn stop() -> io::Result<()> {
     ON.store(false, Ordering::SeqCst);
     let writer = WRITER.lock().take();
-    let spilled = match writer {
+    let spilled: io::Result<Vec<(Rec, usize)>> = match writer {
         Some(w) => {
             w.quit.store(true, Ordering::Release);
-            let spill = w
-                .handle
+            w.handle
                 .join()
-                .map_err(|_| io::Error::other("gort: the trace writer thread panicked"))??;
-            read_spill(spill)?
+                .unwrap_or_else(|_| Err(io::Error::other("the trace writer thread panicked")))
+                .and_then(read_spill)
         }
-        None => Vec::new(),
+        None => Ok(Vec::new()),
     };
     let (sess, mut recs, names, end) = {
         let mut st = STATE.lock();
@@ -838,6 +837,14 @@ pub fn stop() -> io::Result<()> {
         Some(ref f) => f.try_clone()?,
         None => return Ok(()),
     };
+    // (The session is gone either way: a failed trace does not block the
+    // next one.)
+    let spilled = spilled.map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("gort: cannot write the trace {}: {e}", sess.path.display()),
+        )
+    })?;
     recs.extend(spilled);
     write_json(file, &sess, recs, &names, end, None).map_err(|e| {
         io::Error::new(
