@@ -295,7 +295,7 @@ fn go_stop_slow(g: &G, why: Stop) {
             STOP_PARK + d as u64
         }
     };
-    emit(K_STOP, arg, g.id());
+    emit_at(K_STOP, arg, g.id(), true);
 }
 
 /// `g` is made runnable by the calling thread (before it is queued).
