@@ -554,3 +554,82 @@ fn api_errors_are_clear() {
     let _ = std::fs::remove_file(&path);
     assert!(evs.iter().any(|e| cat(e) == "run"), "no run slices");
 }
+
+#[test]
+#[ignore = "child process"]
+fn child_flight_panic() {
+    if !is_child() {
+        return;
+    }
+    let r = std::panic::catch_unwind(|| {
+        gort::run(|| {
+            let h = gort::spawn(|| gort::time::sleep(Duration::from_millis(5)));
+            h.join().unwrap();
+            panic!("boom in the main goroutine");
+        })
+    });
+    println!("PANICKED {}", r.is_err());
+}
+
+/// A panic coming out of `gort::run` writes the flight recorder's window.
+#[test]
+fn flight_recorder_writes_on_panic_out_of_run() {
+    let path = tmp_path("panic");
+    let out = run_child(
+        "child_flight_panic",
+        &[("GORT_TRACE", &path), ("GORT_TRACE_FLIGHT", "1s")],
+        T,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("PANICKED true"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evs = load(&path);
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        evs.iter()
+            .any(|e| cat(e) == "run" && e["args"]["end"] == "sleep"),
+        "the sleeper is not in the window"
+    );
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_sigquit_trace() {
+    if !is_child() {
+        return;
+    }
+    gort::run(|| {
+        let hs: Vec<_> = (0..3)
+            .map(|_| gort::spawn(|| gort::time::sleep(Duration::from_secs(30))))
+            .collect();
+        gort::time::sleep(Duration::from_millis(50));
+        // SAFETY: sends SIGQUIT to our own process (the test's point).
+        unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) };
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
+/// SIGQUIT ends the process (code 2) with the full trace written.
+#[test]
+fn sigquit_finishes_the_trace_file() {
+    let path = tmp_path("sigquit");
+    let out = run_child("child_sigquit_trace", &[("GORT_TRACE", &path)], T);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evs = load(&path);
+    let _ = std::fs::remove_file(&path);
+    let sleepers = evs
+        .iter()
+        .filter(|e| cat(e) == "run" && e["args"]["end"] == "sleep")
+        .count();
+    assert!(sleepers >= 3, "{sleepers} sleeping runs");
+}
