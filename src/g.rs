@@ -38,6 +38,9 @@ pub(crate) const G_SYSCALL: u32 = 5;
 /// `run` never unwinds (the packet catches panics).
 pub(crate) trait Task: Send + Sync {
     fn run(self: Arc<Self>);
+    /// The type name of the closure the goroutine runs (for "created by"
+    /// in dumps: a closure's type names the function that wrote it).
+    fn entry_name(&self) -> &'static str;
 }
 
 /// Why a goroutine is waiting (shown in dumps and deadlock reports; the
@@ -121,6 +124,13 @@ pub(crate) struct G {
     /// preemption trampoline's caller moves it here from the M's save area
     /// and back). Grow-only, reused (owner).
     pub(crate) vector_save: UnsafeCell<Vec<u8>>,
+    /// `Task::entry_name` of the task (owner writes on spawn).
+    pub(crate) entry_name: Cell<&'static str>,
+    /// The goroutine that spawned this one (0: a plain thread).
+    pub(crate) parent_id: AtomicU64,
+    /// The main goroutine of a `run`: its panic is printed by `run`
+    /// (owner; see panics.rs).
+    pub(crate) run_main: Cell<bool>,
 }
 
 // SAFETY: a G is handed between threads only through the scheduler's queues
@@ -147,6 +157,9 @@ impl G {
             locked: Cell::new(0),
             wait_since: AtomicU64::new(0),
             vector_save: UnsafeCell::new(Vec::new()),
+            entry_name: Cell::new(""),
+            parent_id: AtomicU64::new(0),
+            run_main: Cell::new(false),
         }
     }
 

@@ -75,6 +75,10 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    fn entry_name(&self) -> &'static str {
+        std::any::type_name::<F>()
+    }
+
     fn run(self: Arc<Self>) {
         // SAFETY: only the goroutine takes the closure, once.
         let f = unsafe { (*self.f.get()).take() };
@@ -213,6 +217,7 @@ where
     let h = spawn_at(
         move || {
             let _done = done;
+            crate::panics::mark_run_main();
             f()
         },
         Location::caller(),
@@ -235,6 +240,7 @@ where
         panic!("{r}");
     }
     // The main goroutine ended; its result is (about to be) stored.
+    let main_id = h.id();
     match h.join() {
         Ok(v) => v,
         Err(payload) if payload.is::<Exit>() => {
@@ -254,7 +260,7 @@ where
         }
         Err(payload) => {
             crate::exectrace::panic_in_run(); // exectrace: flight recorder
-            panic::resume_unwind(payload)
+            crate::panics::rethrow(main_id, payload)
         }
     }
 }

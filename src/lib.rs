@@ -30,6 +30,7 @@ pub mod net;
 mod netpoll;
 mod note;
 mod p;
+mod panics;
 mod park;
 pub mod preempt;
 mod runtime;
@@ -42,6 +43,7 @@ pub mod syscall;
 mod sysmon;
 mod timer;
 mod trace;
+mod traceback;
 
 /// Time: goroutine-aware sleeping, one-shot timers and tickers.
 pub mod time {
@@ -52,6 +54,7 @@ pub use deadlock::OnDeadlock;
 pub use gort_macros::main;
 pub use gort_macros::preemptible;
 pub use join::{exit, run, spawn, Exit, JoinHandle};
+pub use panics::panic_message;
 pub use runtime::{
     Builder, Error, Runtime, DEFAULT_MAINTENANCE_PERIOD, DEFAULT_SCAVENGE_AFTER,
     DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, MAX_PROCS, MIN_STACK_SIZE, MIN_TIME_SLICE,

@@ -90,6 +90,8 @@ pub(crate) struct M {
     pub(crate) lockedg: AtomicPtr<G>,
     /// The P held before entering a syscall.
     pub(crate) oldp: Cell<*mut P>,
+    /// Where a dump asks this M for its running goroutine's frames.
+    pub(crate) traceback: crate::traceback::TracebackSlot,
 }
 
 // SAFETY: Cell fields are touched only by the M's own thread (the docs of
@@ -118,6 +120,7 @@ impl M {
             signal_pending: AtomicBool::new(false),
             lockedg: AtomicPtr::new(std::ptr::null_mut()),
             oldp: Cell::new(std::ptr::null_mut()),
+            traceback: crate::traceback::TracebackSlot::new(),
         }
     }
 

@@ -308,6 +308,13 @@ impl EnvConfig {
             Ok(v) => parse_debug(&v)?,
             Err(_) => DebugFlags::default(),
         };
+        if let Ok(v) = std::env::var("GORT_TRACEBACK") {
+            crate::traceback::Level::parse(&v).map_err(|_| Error::BadEnv {
+                var: "GORT_TRACEBACK",
+                value: v.clone(),
+                expected: "none, single, all or system",
+            })?;
+        }
         Ok(EnvConfig { maxprocs, debug })
     }
 }

@@ -135,6 +135,7 @@ pub(crate) fn start(config: Config) -> bool {
         fresh = true;
         let s = Sched::new(config);
         crate::signal::install_handlers();
+        crate::panics::install_hook();
         // sysmon waits for the cell itself (SCHED.wait()).
         crate::sysmon::start();
         s
@@ -1039,6 +1040,12 @@ pub(crate) fn newproc(task: Arc<dyn Task>, site: &'static Location<'static>) -> 
     let g = unsafe { &*gp };
     let id = s.goidgen.fetch_add(1, Ordering::Relaxed) + 1;
     g.id.store(id, Ordering::Relaxed);
+    g.entry_name.set(task.entry_name());
+    crate::panics::unmark(g);
+    let parent = getg();
+    // SAFETY: the spawning G (if any) is running here and alive.
+    let parent_id = unsafe { parent.as_ref() }.map_or(0, |p| p.id());
+    g.parent_id.store(parent_id, Ordering::Relaxed);
     // SAFETY: owner write; the G is not queued yet.
     unsafe { *g.task.get() = Some(task) };
     g.spawn_site.set(site);

@@ -139,6 +139,15 @@ pub(crate) fn tgkill_preempt(mp: &M) {
     }
 }
 
+/// Sends SIGURG to `mp` to capture its running goroutine's frames (the
+/// caller set the M's traceback slot to REQUESTED).
+pub(crate) fn tgkill_traceback(mp: &M) {
+    let tid = mp.procid.load(Ordering::Acquire);
+    // SAFETY: tgkill with our own pid and a tid of one of our Ms (which
+    // never exit) only delivers a signal.
+    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGURG) };
+}
+
 /// SIGURG: a preemption request from sysmon, or someone else's signal.
 ///
 /// Ours are recognised by the M's `signal_pending` flag (set by the
@@ -152,7 +161,27 @@ extern "C" fn sigurg_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: 
     // SAFETY: getpid is async-signal-safe.
     let from_us = code == libc::SI_TKILL && pid == unsafe { libc::getpid() };
     let mp = getm();
+    // A dump asking for the running goroutine's frames (before anything
+    // else: a preemption below may switch the goroutine out).
+    let traced = from_us
+        && mp.is_some_and(|m| {
+            // SAFETY: ctx is the handler's ucontext.
+            let r = unsafe { crate::arch::ctx_unwind_regs(ctx as *mut libc::ucontext_t) };
+            // SAFETY: curg, if set, is the G running on this thread.
+            let g = unsafe { m.curg().as_ref() };
+            crate::traceback::on_signal(
+                m,
+                g,
+                r.pc as usize,
+                r.sp as usize,
+                r.fp as usize,
+                r.lr as usize,
+            )
+        });
     let ours = from_us && mp.is_some_and(|m| m.signal_pending.swap(false, Ordering::AcqRel));
+    if traced && !ours {
+        return;
+    }
     if !ours {
         // SAFETY: PREV_URG was written once before any handler could run.
         let prev = unsafe { (*std::ptr::addr_of!(PREV_URG)).as_ref() };

@@ -147,13 +147,19 @@ pub(crate) fn schedtrace(s: &Sched, detail: bool) {
 pub(crate) fn goroutine_dump(s: &Sched) -> String {
     let now = crate::timer::nanotime();
     let mut out = String::new();
-    for &gp in s.allg.lock().iter() {
+    let gs: Vec<&'static crate::g::G> = s
+        .allg
+        .lock()
+        .iter()
         // SAFETY: Gs are never freed; fields are read racily, for display.
-        let g = unsafe { &*gp };
+        .map(|&gp| unsafe { &*gp })
+        .filter(|g| !matches!(g.status(), G_IDLE | G_DEAD))
+        .collect();
+    // SAFETY: the current G, if any, is alive while it runs this.
+    let asker = unsafe { crate::sched::getg().as_ref() }.map_or(0, |g| g.id());
+    let traces = crate::traceback::collect(s, &gs, asker);
+    for (g, (_, trace)) in gs.iter().zip(traces.iter()) {
         let st = g.status();
-        if st == G_IDLE || st == G_DEAD {
-            continue;
-        }
         let state = if st == G_WAITING {
             let waited = now.saturating_sub(g.wait_since.load(Ordering::Relaxed));
             format!(
@@ -169,12 +175,13 @@ pub(crate) fn goroutine_dump(s: &Sched) -> String {
         } else {
             ", locked to thread"
         };
-        let _ = writeln!(
-            out,
-            "goroutine {} [{state}{locked}]:\n\tspawned at {}\n",
-            g.id(),
-            g.spawn_site.get()
-        );
+        let _ = writeln!(out, "goroutine {} [{state}{locked}]:", g.id());
+        crate::traceback::write_trace(&mut out, trace);
+        crate::traceback::write_created_by(&mut out, g);
+        out.push('\n');
+    }
+    if let Some(note) = crate::traceback::symbols_note() {
+        let _ = writeln!(out, "{note}");
     }
     out
 }

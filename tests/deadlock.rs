@@ -81,7 +81,14 @@ fn goroutines_all_asleep_after_main_exits() {
         .find(|l| l.starts_with(&format!("goroutine {id} [")))
         .unwrap_or_else(|| panic!("goroutine {id} missing from the report:\n{stdout}"));
     assert!(line.contains("[join, ") && line.ends_with("]:"), "{line}");
-    assert!(stdout.contains("spawned at tests/deadlock.rs:"), "{stdout}");
+    // Then its stack (the function it is stuck in), and who spawned it where.
+    assert!(
+        stdout.contains("deadlock::spawn_self_joiner::{{closure}}(...)\n\t")
+            && stdout.contains(
+                "created by deadlock::spawn_self_joiner in goroutine 1\n\ttests/deadlock.rs:"
+            ),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -190,6 +190,38 @@ pub(crate) unsafe fn ctx_pc_sp(uc: *mut libc::ucontext_t) -> (usize, usize) {
     (mc.pc as usize, mc.sp as usize)
 }
 
+/// The registers an unwind starts from, in a signal context.
+///
+/// # Safety
+/// `uc` must be the ucontext the kernel passed to an SA_SIGINFO handler.
+pub(crate) unsafe fn ctx_unwind_regs(uc: *mut libc::ucontext_t) -> crate::traceback::Regs {
+    // SAFETY: caller guarantees a valid ucontext.
+    let mc = unsafe { &(*uc).uc_mcontext };
+    crate::traceback::Regs {
+        pc: mc.pc,
+        sp: mc.sp,
+        fp: mc.regs[29],
+        lr: mc.regs[30],
+    }
+}
+
+/// The registers an unwind of a suspended goroutine starts from, read
+/// through `word` from the frame `gort_switch` left at `sp` (see
+/// asm/aarch64/switch.S): x29 at +0, the resume address (x30) at +8, and
+/// the stack pointer after the resume.
+pub(crate) fn saved_context(
+    sp: usize,
+    word: impl Fn(usize) -> Option<usize>,
+) -> Option<crate::traceback::Regs> {
+    let pc = word(sp + 8)? as u64;
+    Some(crate::traceback::Regs {
+        pc,
+        sp: (sp + SWITCH_FRAME_SIZE) as u64,
+        fp: word(sp)? as u64,
+        lr: pc,
+    })
+}
+
 /// Whether `pc` is inside the trampoline itself.
 pub(crate) fn in_trampoline(pc: usize) -> bool {
     let lo = gort_async_preempt as *const () as usize;

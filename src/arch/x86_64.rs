@@ -282,6 +282,37 @@ pub(crate) unsafe fn ctx_pc_sp(uc: *mut libc::ucontext_t) -> (usize, usize) {
     )
 }
 
+/// The registers an unwind starts from, in a signal context.
+///
+/// # Safety
+/// `uc` must be the ucontext the kernel passed to an SA_SIGINFO handler.
+pub(crate) unsafe fn ctx_unwind_regs(uc: *mut libc::ucontext_t) -> crate::traceback::Regs {
+    // SAFETY: caller guarantees a valid ucontext.
+    let gregs = unsafe { &(*uc).uc_mcontext.gregs };
+    crate::traceback::Regs {
+        pc: gregs[libc::REG_RIP as usize] as u64,
+        sp: gregs[libc::REG_RSP as usize] as u64,
+        fp: gregs[libc::REG_RBP as usize] as u64,
+        lr: 0,
+    }
+}
+
+/// The registers an unwind of a suspended goroutine starts from, read
+/// through `word` from the frame `gort_switch` left at `sp` (see
+/// asm/x86_64/switch.S): the resume address at +56, rbp at +48, and the
+/// stack pointer after the resume's `ret`.
+pub(crate) fn saved_context(
+    sp: usize,
+    word: impl Fn(usize) -> Option<usize>,
+) -> Option<crate::traceback::Regs> {
+    Some(crate::traceback::Regs {
+        pc: word(sp + 56)? as u64,
+        sp: (sp + SWITCH_FRAME_SIZE) as u64,
+        fp: word(sp + 48)? as u64,
+        lr: 0,
+    })
+}
+
 /// Whether `pc` is inside the trampoline itself.
 pub(crate) fn in_trampoline(pc: usize) -> bool {
     let lo = gort_async_preempt as *const () as usize;

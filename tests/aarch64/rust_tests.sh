@@ -36,7 +36,7 @@ if [[ "$(uname -m)" != aarch64 ]]; then
     export GORT_TEST_RUNNER="$qemu"
 fi
 
-tests=(goroutines procs misuse chan sync time timers net deadlock preempt_async preempt_std preemptible exectrace)
+tests=(goroutines procs misuse chan sync time timers net deadlock preempt_async preempt_std preemptible traceback exectrace)
 args=()
 for t in "${tests[@]}"; do args+=(--test "$t"); done
 cargo test --target "$target" "${args[@]}" -- --skip hundred_thousand_goroutines_alive_at_once

@@ -37,23 +37,41 @@ pub fn run_child(test: &str, env: &[(&str, &str)], timeout: Duration) -> Output 
         cmd.env(k, v);
     }
     let mut child = cmd.spawn().expect("spawn child test process");
+    // Drain both pipes while the child runs: a child that prints more than
+    // a pipe holds (a dump of thousands of goroutines) would otherwise
+    // block on its write and never exit.
+    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
     let start = Instant::now();
-    loop {
-        if child.try_wait().expect("try_wait").is_some() {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("wait child");
+            let _ = child.wait();
             panic!(
                 "child test {test} did not finish within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&out.join().unwrap_or_default()),
+                String::from_utf8_lossy(&err.join().unwrap_or_default())
             );
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
-    child.wait_with_output().expect("wait child")
 }
 
 /// Whether we are the child process of `run_child`.
