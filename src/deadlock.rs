@@ -226,6 +226,7 @@ fn report(s: &Sched, kind: Dead) {
         Dead::NoGoroutines => "no goroutines (main called gort::exit) - deadlock!",
     };
     let text = format!("{head}\n\n{}", crate::trace::goroutine_dump(s));
+    crate::exectrace::deadlock(s.config.on_deadlock == OnDeadlock::Abort); // exectrace
     if s.config.on_deadlock == OnDeadlock::Abort {
         crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
         crate::signal::exit_now(2);

@@ -393,7 +393,10 @@ where
             deadlock::unregister(&wait);
             panic!("{r}")
         }
-        Err(payload) => crate::panics::rethrow(main_id, payload),
+        Err(payload) => {
+            crate::exectrace::panic_in_run(); // exectrace: flight recorder
+            crate::panics::rethrow(main_id, payload)
+        }
     }
 }
 

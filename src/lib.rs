@@ -90,6 +90,7 @@ mod blocking;
 pub mod chan;
 mod deadlock;
 mod dwarf;
+pub mod exectrace;
 mod fd;
 mod future;
 mod g;

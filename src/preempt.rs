@@ -106,6 +106,7 @@ fn morestack(sp: usize) {
         && !std::thread::panicking()
     {
         COOPERATIVE.fetch_add(1, Ordering::Relaxed);
+        crate::exectrace::preempted(g, false); // exectrace
         gopreempt();
     }
 }
@@ -261,6 +262,7 @@ extern "C" fn gort_async_preempt2(area: *mut u8) -> *mut u8 {
     let errno = errno();
     drop(locked);
     ASYNC.fetch_add(1, Ordering::Relaxed);
+    crate::exectrace::preempted(g, true); // exectrace
     gopreempt();
     set_errno(errno);
     arch::unstash_vector_state(save)

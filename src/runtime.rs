@@ -274,7 +274,11 @@ impl Builder {
     /// environment is bad, or if the runtime is already running.
     pub fn start(self) -> Result<Runtime, Error> {
         let config = self.config()?;
+        let trace = crate::exectrace::from_env()?; // GORT_TRACE (exectrace)
         if crate::sched::start(config) {
+            if let Some(t) = trace {
+                crate::exectrace::start_from_env(t); // exectrace
+            }
             Ok(Runtime { _private: () })
         } else {
             Err(Error::AlreadyStarted)
@@ -321,10 +325,8 @@ pub(crate) fn ensure_started() {
     if crate::sched::started() {
         return;
     }
-    match Builder::new().config() {
-        Ok(config) => {
-            crate::sched::start(config);
-        }
+    match Builder::new().start() {
+        Ok(_) | Err(Error::AlreadyStarted) => {}
         Err(e) => panic!("{e}"),
     }
 }

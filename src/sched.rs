@@ -319,7 +319,8 @@ pub(crate) fn injectglist(s: &'static Sched, pp: Option<&P>, mut list: GList) {
         Some(_) => (s.npidle.load(Ordering::SeqCst) as usize).min(n),
     };
     while let Some(gp) = list.pop_front() {
-        // SAFETY: the poller handed us these Gs; nobody else readies them.
+        crate::exectrace::wake_netpoll(gp); // exectrace
+                                            // SAFETY: the poller handed us these Gs; nobody else readies them.
         unsafe { (*gp).set_status(G_RUNNABLE) };
         if global.len() < to_global {
             global.push_back(gp);
@@ -484,6 +485,7 @@ fn schedule(s: &'static Sched, mp: &'static M) -> ! {
         if !lockedg.is_null() {
             // This M may run only its locked G: wait until someone hands
             // it over with a P (startlockedm).
+            crate::exectrace::m_dirty(); // exectrace
             stoplockedm(s, mp);
             execute(s, mp, lockedg, false);
             continue;
@@ -615,9 +617,10 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         // Goroutine code from here: sysmon may take the P if it blocks in
         // the kernel (unannounced).
         mp.curg.store(gp, Ordering::Release);
-        // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
-        // which is complete because gp was handed to us through a queue or
-        // park protocol that runs only after its switch finished.
+        crate::exectrace::go_start(g, mp.p()); // exectrace
+                                               // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
+                                               // which is complete because gp was handed to us through a queue or
+                                               // park protocol that runs only after its switch finished.
         unsafe { arch::gort_switch(mp.g0_sp.get(), *g.sched_sp.get()) };
         // First thing on g0 (before any system call): sysmon never takes
         // the P of an M without a goroutine.
@@ -627,12 +630,14 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         let after = mp.after.replace(After::Nothing);
         match after {
             After::Yield => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::Yield); // exectrace
                 g.set_status(G_RUNNABLE);
                 // SAFETY: still our P: it only changes hands on g0.
                 runqput(s, unsafe { &*mp.p() }, gp, false);
                 return;
             }
             After::Park => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::Park); // exectrace
                 g.set_status(G_WAITING);
                 let f = mp.park_fn.take().expect("park without a park function");
                 // SAFETY: the closure lives on gp's stack, which stays put
@@ -644,10 +649,12 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
                 // Park cancelled: resume gp at once, same time slice.
             }
             After::Exit => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::Exit); // exectrace
                 gdestroy(s, mp, gp);
                 return;
             }
             After::Preempt => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::Preempt); // exectrace
                 g.preempt.store(false, Ordering::Relaxed);
                 g.set_status(G_RUNNABLE);
                 globrunqput(&mut s.lock.lock(), s, gp);
@@ -655,6 +662,7 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
                 return;
             }
             After::ExitSyscall => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::NoP); // exectrace
                 g.set_status(G_RUNNABLE);
                 let mut sl = s.lock.lock();
                 let pp = pidleget(&mut sl, s);
@@ -711,6 +719,7 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
         if let Some(r) = pp.runq.get() {
             return r;
         }
+        crate::exectrace::m_dirty(); // exectrace: beyond the fast path
         if s.runqsize.load(Ordering::Relaxed) > 0 {
             let mut sl = s.lock.lock();
             if let Some(gp) = globrunqget(&mut sl, s, pp, 0) {
@@ -849,6 +858,7 @@ fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)>
 /// `pp`) to run now and queues the rest (Go's findRunnable does the same).
 fn run_first_inject_rest(s: &'static Sched, pp: &P, mut list: GList) -> Option<*mut G> {
     let gp = list.pop_front()?;
+    crate::exectrace::wake_netpoll(gp); // exectrace
     injectglist(s, Some(pp), list);
     // SAFETY: the poller handed us gp; nobody else readies it.
     unsafe { (*gp).set_status(G_RUNNABLE) };
@@ -1073,11 +1083,15 @@ pub(crate) fn newproc(
     } else {
         stack_size
     });
+    if let Some(n) = &name {
+        crate::exectrace::named(g, n); // exectrace
+    }
     if g.named.load(Ordering::Relaxed) || name.is_some() {
         g.named.store(name.is_some(), Ordering::Relaxed);
         *g.name.lock() = name;
     }
     g.set_status(G_RUNNABLE);
+    crate::exectrace::create(g); // exectrace
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
     s.spawned.fetch_add(1, Ordering::Relaxed);
     // SAFETY: as above.
@@ -1234,6 +1248,7 @@ pub(crate) fn ready(gp: *mut G) {
             g.id()
         ));
     }
+    crate::exectrace::wake(g); // exectrace
     g.set_status(G_RUNNABLE);
     runqput_current(gp, true);
 }

@@ -71,6 +71,7 @@ fn entersyscall() -> bool {
     let pp = mp.p();
     // SAFETY: check_p says this M holds pp.
     let p = unsafe { &*pp };
+    crate::exectrace::syscall_enter(g, p); // exectrace
     p.syscalltick.fetch_add(1, Ordering::Relaxed);
     p.syscall_since
         .store(crate::timer::nanotime(), Ordering::Relaxed);
@@ -102,6 +103,7 @@ fn exitsyscall() {
             .is_ok()
         {
             reacquire(mp, p);
+            crate::exectrace::syscall_exit(g, oldp); // exectrace
             g.set_status(G_RUNNING);
             mp.locks.set(mp.locks.get() - 1);
             return;
@@ -116,10 +118,12 @@ fn exitsyscall() {
     // SAFETY: pidleget gave us exclusive use of pp.
     if let Some(p) = unsafe { pp.as_ref() } {
         crate::sched::acquirep(mp, p);
+        crate::exectrace::syscall_exit(g, pp); // exectrace
         g.set_status(G_RUNNING);
         mp.locks.set(mp.locks.get() - 1);
         return;
     }
+    crate::exectrace::syscall_exit(g, std::ptr::null_mut()); // exectrace
     mp.locks.set(mp.locks.get() - 1);
     // No P: g0 queues us globally and parks this M.
     crate::sched::mcall(After::ExitSyscall);

@@ -215,6 +215,7 @@ fn sysmon(s: &'static Sched) -> ! {
 
         if SIGQUIT.swap(false, Ordering::AcqRel) {
             // Go's SIGQUIT: dump every goroutine, exit with code 2.
+            crate::exectrace::sigquit(); // exectrace: finish the trace file
             let text = format!("SIGQUIT: quit\n\n{}", crate::trace::goroutine_dump(s));
             crate::signal::write_stderr(text.as_bytes());
             crate::signal::exit_now(2);
@@ -379,6 +380,7 @@ fn retake(
                     let signal = async_ok && mon.may_signal(mp, ran);
                     if crate::preempt::preempt_one(mp, signal) {
                         PREEMPT_REQUESTS.fetch_add(1, Ordering::Relaxed);
+                        crate::exectrace::retake_preempt(pp, mp); // exectrace
                         pd.preempted_at = Some(now);
                     }
                 }
@@ -415,6 +417,7 @@ fn retake(
             {
                 n += 1;
                 HANDOFFS.fetch_add(1, Ordering::Relaxed);
+                crate::exectrace::retake_syscall(pp); // exectrace
                 pp.syscalltick.fetch_add(1, Ordering::Relaxed);
                 crate::sched::handoff_p(s, pp);
             }

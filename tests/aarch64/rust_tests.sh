@@ -36,7 +36,7 @@ if [[ "$(uname -m)" != aarch64 ]]; then
     export GORT_TEST_RUNNER="$qemu"
 fi
 
-tests=(goroutines procs misuse chan sync time timers net deadlock preempt_async preempt_std preemptible traceback preempt_sound preempt_alloc unannounced api groups local)
+tests=(goroutines procs misuse chan sync time timers net deadlock preempt_async preempt_std preemptible traceback preempt_sound preempt_alloc unannounced api groups local exectrace)
 args=()
 for t in "${tests[@]}"; do args+=(--test "$t"); done
 # timeouts_not_cut_short_by_runtime_signals (tests/unannounced.rs) is
