@@ -74,7 +74,7 @@ fn test_timeout_fails_the_test_with_a_dump_of_its_goroutines() {
     assert!(all.contains("gort::test timed out after 300ms"), "{all}");
     assert!(all.contains("\"slow-helper\" [sleep, "), "{all}");
     assert!(
-        all.contains("created by gort::run on a thread outside the runtime\n\ttests/api.rs:55:"),
+        all.contains("created by gort::run on a thread outside the runtime\n\ttests/api.rs:57:"),
         "{all}"
     );
     assert!(

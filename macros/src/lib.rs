@@ -1,7 +1,7 @@
 //! Procedural macros re-exported by `gort`.
 
 use proc_macro::TokenStream;
-use quote::quote;
+use quote::{quote, quote_spanned};
 use syn::visit_mut::{self, VisitMut};
 use syn::{parse_macro_input, ItemFn, ReturnType};
 
@@ -43,10 +43,16 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, t) => quote!(#t),
     };
+    // Spanned at `main`'s name: `run` records its caller as the main
+    // goroutine's spawn site, which should be the function, not the
+    // attribute line.
+    let run = quote_spanned! {sig.ident.span()=>
+        ::gort::run(move || -> #ret #body)
+    };
     quote! {
         #(#attrs)*
         #vis #sig {
-            ::gort::run(move || -> #ret #body)
+            #run
         }
     }
     .into()
@@ -152,18 +158,22 @@ fn test_impl(
         ReturnType::Default => quote!(()),
         ReturnType::Type(_, t) => quote!(#t),
     };
+    // Spanned at the test's name, as in `main`.
+    let run = quote_spanned! {sig.ident.span()=>
+        ::gort::__private::test_run(
+            ::gort::__private::TestOptions {
+                procs: #procs,
+                time_slice: #time_slice,
+                timeout: #timeout,
+            },
+            move || -> #ret #body,
+        )
+    };
     Ok(quote! {
         #[::core::prelude::v1::test]
         #(#attrs)*
         #vis #sig {
-            ::gort::__private::test_run(
-                ::gort::__private::TestOptions {
-                    procs: #procs,
-                    time_slice: #time_slice,
-                    timeout: #timeout,
-                },
-                move || -> #ret #body,
-            )
+            #run
         }
     })
 }
