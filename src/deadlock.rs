@@ -231,7 +231,17 @@ fn report(s: &Sched, kind: Dead) {
         crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
         crate::signal::exit_now(2);
     }
-    let runs: Vec<Arc<RunWait>> = std::mem::take(&mut *RUNS.lock());
+    // Not to a run whose main goroutine has already ended: its thread is
+    // about to return and unregister, and the stuck goroutines are not its
+    // own (they belong to a run that has not registered yet, or to none).
+    let runs: Vec<Arc<RunWait>> = {
+        let mut all = RUNS.lock();
+        let (ended, waiting) = std::mem::take(&mut *all).into_iter().partition(|r| {
+            r.done.load(Ordering::Acquire) && !r.main_exited.load(Ordering::Acquire)
+        });
+        *all = ended;
+        waiting
+    };
     for r in runs {
         *r.report.lock() = Some(text.clone());
         r.note.wakeup();

@@ -341,11 +341,13 @@ where
     // Check, then sleep, then re-arm: a wake-up between the check and the
     // sleep leaves the note set, so it is never lost.
     let report = loop {
-        if let Some(r) = wait.report.lock().take() {
-            break Some(r);
-        }
+        // `done` first: once the main goroutine has ended, a report that
+        // raced with its end is not this run's to raise.
         if wait.done.load(Ordering::Acquire) {
             break None;
+        }
+        if let Some(r) = wait.report.lock().take() {
+            break Some(r);
         }
         match deadline {
             None => wait.note.sleep(),
