@@ -264,7 +264,11 @@ fn dump_of_many_goroutines_is_fast() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let headers = stderr.matches("[chan receive").count();
     assert!(headers >= 10_000, "{headers} goroutines in the dump");
-    assert!(ms < 10_000, "dumping 10,000 goroutines took {ms} ms");
+    // Under an emulator (qemu-user for aarch64) everything is 10-50x
+    // slower: there only the content is checked.
+    if std::env::var_os("GORT_TEST_RUNNER").is_none() {
+        assert!(ms < 10_000, "dumping 10,000 goroutines took {ms} ms");
+    }
 }
 
 // ---------------------------------------------------------------------------
