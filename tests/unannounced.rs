@@ -596,7 +596,12 @@ fn child_handoff_off() {
         .unwrap();
     let (ticks, elapsed) = ticks_during(|| std::thread::sleep(Duration::from_millis(300)));
     println!("handoff off: {ticks} ticks in {elapsed:?}");
-    assert!(ticks <= 2, "{ticks}");
+    // A free 1ms ticker would tick ~300 times; a few ticks may land
+    // before the sleeper gets its P (more under qemu-user).
+    assert!(
+        ticks <= elapsed.as_millis() as u64 / 20,
+        "{ticks} ticks: the P was not held"
+    );
     assert_eq!(gort::stats().unannounced_handoffs, 0);
     println!("CHILD OK");
 }
