@@ -208,7 +208,7 @@ pub(crate) fn sysmon_check(s: &Sched, candidate: &mut Option<(Instant, u64)>) ->
         Some((since, p0)) if p0 == p => {
             if now.duration_since(since) >= GRACE {
                 *candidate = None;
-                report(s, kind);
+                report(s, kind, p);
                 return None;
             }
             Some(GRACE - now.duration_since(since))
@@ -220,20 +220,17 @@ pub(crate) fn sysmon_check(s: &Sched, candidate: &mut Option<(Instant, u64)>) ->
     }
 }
 
-fn report(s: &Sched, kind: Dead) {
+fn report(s: &Sched, kind: Dead, progress: u64) {
     let head = match kind {
         Dead::AllAsleep => "all goroutines are asleep - deadlock!",
         Dead::NoGoroutines => "no goroutines (main called gort::exit) - deadlock!",
     };
-    let text = format!("{head}\n\n{}", crate::trace::goroutine_dump(s));
-    crate::exectrace::deadlock(s.config.on_deadlock == OnDeadlock::Abort); // exectrace
-    if s.config.on_deadlock == OnDeadlock::Abort {
-        crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
-        crate::signal::exit_now(2);
-    }
-    // Not to a run whose main goroutine has already ended: its thread is
-    // about to return and unregister, and the stuck goroutines are not its
-    // own (they belong to a run that has not registered yet, or to none).
+    // The runs waiting now are the ones the verdict is about; take them
+    // before the dump, which can take a while (symbolizing stacks): a run
+    // that starts meanwhile is not part of this deadlock (its new
+    // goroutine may well end it). Not a run whose main goroutine has
+    // already ended either: its thread is about to return, and the stuck
+    // goroutines are not its own.
     let runs: Vec<Arc<RunWait>> = {
         let mut all = RUNS.lock();
         let (ended, waiting) = std::mem::take(&mut *all).into_iter().partition(|r| {
@@ -242,6 +239,21 @@ fn report(s: &Sched, kind: Dead) {
         *all = ended;
         waiting
     };
+    if runs.is_empty() {
+        return;
+    }
+    let text = format!("{head}\n\n{}", crate::trace::goroutine_dump(s));
+    // Something ran or was spawned while the dump was made: no verdict.
+    // The runs go back to waiting; sysmon looks again.
+    if progress_mark(s) != progress {
+        RUNS.lock().extend(runs);
+        return;
+    }
+    crate::exectrace::deadlock(s.config.on_deadlock == OnDeadlock::Abort); // exectrace
+    if s.config.on_deadlock == OnDeadlock::Abort {
+        crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
+        crate::signal::exit_now(2);
+    }
     for r in runs {
         *r.report.lock() = Some(text.clone());
         r.note.wakeup();
