@@ -126,6 +126,7 @@ fn submit(job: Job) {
 }
 
 fn worker() {
+    let _rt = crate::deadlock::runtime_thread();
     let mut p = pool();
     loop {
         if let Some(job) = p.queue.pop_front() {

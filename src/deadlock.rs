@@ -36,8 +36,68 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long the runtime must look deadlocked before it is reported.
+/// How long the runtime must look deadlocked before it is reported, when
+/// the process has threads of its own that might wake a goroutine.
 pub(crate) const GRACE: Duration = Duration::from_millis(200);
+/// The same when every thread of the process is the runtime's or waits in
+/// `gort::run`: nothing outside can wake a goroutine, and the wait only
+/// lets in-flight hand-offs between Ms settle (sysmon looks twice or more).
+const GRACE_NO_THREADS: Duration = Duration::from_millis(2);
+
+/// The runtime's own threads other than Ms (sysmon, helpers, the
+/// `spawn_blocking` pool), by tid: they never wake a goroutine the
+/// deadlock check could miss (a running `spawn_blocking` task counts as
+/// live by itself).
+static RUNTIME_THREADS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+/// Registers the calling thread as one of the runtime's until the guard
+/// drops.
+pub(crate) fn runtime_thread() -> RuntimeThread {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    RUNTIME_THREADS.lock().push(tid);
+    RuntimeThread(tid)
+}
+
+pub(crate) struct RuntimeThread(libc::pid_t);
+
+impl Drop for RuntimeThread {
+    fn drop(&mut self) {
+        RUNTIME_THREADS.lock().retain(|&t| t != self.0);
+    }
+}
+
+/// Whether every thread of the process is an M, a runtime thread or a
+/// thread waiting in `gort::run`: then no plain thread exists that could
+/// still wake a goroutine (by a channel send, an unlock, a `WaitGroup`
+/// done), and a deadlock needs no grace. Any thread we cannot account for
+/// (or an unreadable /proc) says no.
+fn only_known_threads(s: &Sched) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    let mut known: Vec<libc::pid_t> = RUNTIME_THREADS.lock().clone();
+    known.extend(RUNS.lock().iter().map(|r| r.tid));
+    known.extend(
+        s.allm
+            .lock()
+            .iter()
+            .map(|m| m.procid.load(Ordering::Acquire)),
+    );
+    for e in dir {
+        let Some(tid) = e.ok().and_then(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.parse::<libc::pid_t>().ok())
+        }) else {
+            return false;
+        };
+        if !known.contains(&tid) {
+            return false;
+        }
+    }
+    true
+}
 
 /// What to do when every goroutine is asleep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -67,6 +127,8 @@ pub(crate) struct RunWait {
     /// The main goroutine, once it runs (the group checker looks at it
     /// first: a deadlocked group's main goroutine sits in one park).
     pub(crate) main_g: std::sync::atomic::AtomicPtr<crate::g::G>,
+    /// The waiting thread (a known thread, see `only_known_threads`).
+    tid: libc::pid_t,
 }
 
 impl RunWait {
@@ -82,6 +144,8 @@ impl RunWait {
             group,
             site,
             main_g: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+            // SAFETY: gettid has no preconditions.
+            tid: unsafe { libc::gettid() },
         })
     }
 }
@@ -206,16 +270,24 @@ pub(crate) fn sysmon_check(s: &Sched, candidate: &mut Option<(Instant, u64)>) ->
     let p = progress_mark(s);
     match *candidate {
         Some((since, p0)) if p0 == p => {
-            if now.duration_since(since) >= GRACE {
+            let waited = now.duration_since(since);
+            // Threads are looked at only once the short grace is over
+            // (reading /proc costs tens of µs).
+            let grace = if waited >= GRACE_NO_THREADS && only_known_threads(s) {
+                GRACE_NO_THREADS
+            } else {
+                GRACE
+            };
+            if waited >= grace {
                 *candidate = None;
                 report(s, kind, p);
                 return None;
             }
-            Some(GRACE - now.duration_since(since))
+            Some((GRACE - waited).min(GRACE_NO_THREADS))
         }
         _ => {
             *candidate = Some((now, p));
-            Some(GRACE)
+            Some(GRACE_NO_THREADS)
         }
     }
 }

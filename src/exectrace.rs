@@ -638,6 +638,7 @@ fn spawn_writer(spill: File) -> io::Result<Writer> {
     let handle = std::thread::Builder::new()
         .name("gort-trace".into())
         .spawn(move || {
+            let _rt = crate::deadlock::runtime_thread();
             let mut out = BufWriter::with_capacity(1 << 20, spill);
             loop {
                 let done = q.load(Ordering::Acquire);

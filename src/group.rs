@@ -249,6 +249,7 @@ pub(crate) fn run_registered() {
 type Shape = Vec<(u64, u64)>;
 
 fn checker() {
+    let _rt = crate::deadlock::runtime_thread();
     // Per group: the main goroutine's park mark last round, and the shape
     // of a group that looked deadlocked, with when it was seen.
     let mut main_marks: HashMap<u64, u64> = HashMap::new();

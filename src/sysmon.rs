@@ -135,6 +135,7 @@ fn set_timer_slack(ns: u64) {
 pub(crate) fn start() {
     extern "C" fn main(_: *mut libc::c_void) -> *mut libc::c_void {
         crate::signal::set_thread_name("gort-sysmon");
+        std::mem::forget(crate::deadlock::runtime_thread());
         sysmon(crate::sched::wait_sched())
     }
     crate::signal::spawn_thread(256 * 1024, main, std::ptr::null_mut());
@@ -158,6 +159,7 @@ fn sysmon(s: &'static Sched) -> ! {
         let built = std::thread::Builder::new()
             .name("gort-codemap".into())
             .spawn(move || {
+                let _rt = crate::deadlock::runtime_thread();
                 crate::symbols::init_staged(&|| s.async_preempt.store(true, Ordering::Release));
             });
         if let Err(e) = built {
