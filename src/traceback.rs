@@ -269,12 +269,14 @@ pub(crate) struct Regs {
 /// first address is the pc itself; the others are return addresses (stored
 /// minus one, so that they fall inside the call instruction: symbolization
 /// then names the right line and inlined frame). Does not allocate.
+/// Returns whether the walk reached the stack's end (rather than a frame
+/// it could not unwind).
 fn unwind<F: FnMut(u64) -> Result<u64, ()>>(
     regs: Regs,
     cache: &mut NativeCache,
     read: &mut F,
     out: &mut Frames,
-) {
+) -> bool {
     out.n = 0;
     out.truncated = false;
     #[cfg(target_arch = "x86_64")]
@@ -282,10 +284,15 @@ fn unwind<F: FnMut(u64) -> Result<u64, ()>>(
     #[cfg(target_arch = "aarch64")]
     let uregs = framehop::aarch64::UnwindRegsAarch64::new(regs.lr, regs.sp, regs.fp);
     let mut iter = unwinder().iter_frames(regs.pc, uregs, cache, read);
-    while let Ok(Some(frame)) = iter.next() {
+    loop {
+        let frame = match iter.next() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return true,
+            Err(_) => return false,
+        };
         if out.n == MAX_FRAMES {
             out.truncated = true;
-            break;
+            return true;
         }
         out.pcs[out.n] = match frame {
             FrameAddress::InstructionPointer(pc) => pc,
@@ -454,6 +461,126 @@ fn capture_parked(g: &G, cache: &mut NativeCache) -> Option<Frames> {
     Some(frames)
 }
 
+/// Where a thread blocked in the kernel entered it: `(sp, pc)` from
+/// `/proc/self/task/TID/syscall` ("nr args… sp pc"), None if it is not in
+/// a system call.
+fn syscall_sp_pc(tid: libc::pid_t) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).ok()?;
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let nr: i64 = f.first()?.parse().ok()?;
+    if nr < 0 || f.len() < 9 {
+        return None;
+    }
+    let hex = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+    Some((hex(f[7])?, hex(f[8])?))
+}
+
+/// The frames of goroutine `g`, whose M `mp` is blocked in a system call
+/// (announced with `syscall::blocking`, or not): unwound from the sp and
+/// pc the kernel reports for the thread, over a copy of the goroutine's
+/// stack, which does not change while the thread sits in the kernel (the
+/// two reads of sp/pc around the copy must agree). No signal, so the call
+/// is not interrupted. x86_64 unwinds through libc's syscall wrappers by
+/// their CFI; on aarch64 the wrapper's return address is in a register the
+/// kernel does not report, so only the innermost frame is certain.
+fn capture_in_kernel(mp: &M, g: &G, cache: &mut NativeCache) -> Option<Frames> {
+    let tid = mp.procid.load(Ordering::Acquire);
+    let stack = g.stack.get()?;
+    let (sp, pc) = syscall_sp_pc(tid)?;
+    let sp = sp as usize;
+    if !(stack.lo..stack.hi).contains(&sp) {
+        return None;
+    }
+    let mut copy = vec![0u8; stack.hi - sp];
+    if !read_memory(sp, &mut copy) {
+        return None;
+    }
+    if syscall_sp_pc(tid)? != (sp as u64, pc) || !std::ptr::eq(mp.curg(), g) {
+        return None;
+    }
+    let mut read = |addr: u64| -> Result<u64, ()> {
+        let off = addr.checked_sub(sp as u64).ok_or(())? as usize;
+        let bytes = copy.get(off..off + 8).ok_or(())?;
+        Ok(u64::from_le_bytes(bytes.try_into().unwrap()))
+    };
+    let regs = Regs {
+        pc,
+        sp: sp as u64,
+        fp: 0,
+        lr: 0,
+    };
+    let mut frames = Frames::new();
+    // A whole walk ends in the goroutine's first frame, gort_gstart (a
+    // few instructions: its return-address slot points just past its call).
+    let gstart = crate::arch::gort_gstart as *const () as u64;
+    let whole = |f: &Frames| {
+        f.pcs()
+            .last()
+            .is_some_and(|&pc| (gstart..gstart + 64).contains(&pc))
+    };
+    unwind(regs, cache, &mut read, &mut frames);
+    if whole(&frames) || frames.n == 0 {
+        return Some(frames);
+    }
+    // The walk stopped at a frame that needs the frame pointer, which the
+    // kernel does not report (libc and std keep rbp untouched, so it is
+    // still that frame's). Find it: the lowest stack word above sp that
+    // looks like a frame record — the saved frame pointer (0 or higher up
+    // the stack) under a return address into this executable — from which
+    // the walk goes on to the stack's end. A word that only looks like one
+    // makes a walk that fails, and the next candidate is tried.
+    let resume_pc = frames.pcs[frames.n - 1] + u64::from(frames.n > 1);
+    // (Not the symbolizer's copy: making that can take long, and sysmon
+    // calls this.)
+    static TEXT: OnceLock<std::ops::Range<u64>> = OnceLock::new();
+    let text = TEXT.get_or_init(|| exe_text().1);
+    let hi = (sp + copy.len()) as u64;
+    let mut rest = Frames::new();
+    for a in (sp as u64..hi.saturating_sub(16)).step_by(8) {
+        let (Ok(saved), Ok(ret)) = (read(a), read(a + 8)) else {
+            break;
+        };
+        if !(saved == 0 || (a < saved && saved < hi)) || !text.contains(&ret) {
+            continue;
+        }
+        let regs = Regs {
+            pc: resume_pc,
+            sp: a,
+            fp: a,
+            lr: 0,
+        };
+        unwind(regs, cache, &mut read, &mut rest);
+        if rest.n > 1 && whole(&rest) {
+            let keep = frames.n - 1;
+            let more = rest.n.min(MAX_FRAMES - keep);
+            frames.pcs[keep..keep + more].copy_from_slice(&rest.pcs[..more]);
+            frames.pcs[keep] = frames.pcs[keep].saturating_sub(u64::from(frames.n > 1));
+            frames.n = keep + more;
+            break;
+        }
+    }
+    Some(frames)
+}
+
+/// The M running `g`, if any.
+fn m_of(s: &crate::sched::Sched, g: &G) -> Option<&'static M> {
+    let gp = g as *const G as *mut G;
+    s.allm.lock().iter().copied().find(|m| m.curg() == gp)
+}
+
+/// For sysmon's `blockwarn`: the addresses of `g`'s frames while its
+/// thread is blocked in the kernel (cheap: no symbolization).
+pub(crate) fn capture_blocked(s: &crate::sched::Sched, g: &G) -> Trace {
+    let Some(mp) = m_of(s, g) else {
+        return Trace::Missing("no thread found");
+    };
+    let mut cache: Box<NativeCache> = Box::default();
+    match capture_in_kernel(mp, g, &mut cache) {
+        Some(f) => Trace::Frames(Box::new(f)),
+        None => Trace::Missing("left the system call while its stack was read"),
+    }
+}
+
 /// Copies `buf.len()` bytes at `addr` of this process into `buf` without
 /// faulting on unmapped memory (`process_vm_readv` reports EFAULT instead)
 /// and without racing in Rust's memory model with a thread writing them.
@@ -519,9 +646,22 @@ pub(crate) fn collect(s: &crate::sched::Sched, gs: &[&'static G], asker: u64) ->
                 match g.status() {
                     G_RUNNING => match running.iter().find(|(gid, _)| *gid == id) {
                         Some((_, f)) => Trace::Frames(Box::new(f.clone())),
-                        None => Trace::Missing("running; its thread did not answer in time"),
+                        // Not answering: maybe blocked in the kernel outside
+                        // syscall::blocking (such threads get no signal).
+                        None => {
+                            match m_of(s, g).and_then(|m| capture_in_kernel(m, g, &mut cache)) {
+                                Some(f) => Trace::Frames(Box::new(f)),
+                                None => {
+                                    Trace::Missing("running; its thread did not answer in time")
+                                }
+                            }
+                        }
                     },
-                    G_SYSCALL => Trace::Missing("in a system call; not interrupted for a dump"),
+                    G_SYSCALL => match m_of(s, g).and_then(|m| capture_in_kernel(m, g, &mut cache))
+                    {
+                        Some(f) => Trace::Frames(Box::new(f)),
+                        None => Trace::Missing("in a system call; its stack could not be read"),
+                    },
                     // Not started yet: no stack, nothing to unwind.
                     _ if g.stack.get().is_none() => Trace::NotStarted(g.entry_name.get()),
                     // A runnable goroutine may start running while its stack

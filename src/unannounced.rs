@@ -604,17 +604,34 @@ fn holds_p(mp: &M) -> bool {
     })
 }
 
-/// The `blockwarn` line.
-fn warn(_s: &Sched, g: &G, nr: i64, for_ns: u64) {
-    let text = format!(
-        "gort: goroutine {} blocked in {} for {}ms outside syscall::blocking \
-         (spawned at {})\n",
+/// The `blockwarn` report: a line, then the goroutine's stack as in a
+/// dump. The frames' addresses are taken here (cheap); naming them can
+/// take long the first time (reading DWARF), so a short-lived thread does
+/// that and prints, and sysmon goes on.
+fn warn(s: &Sched, g: &G, nr: i64, for_ns: u64) {
+    let mut head = format!(
+        "gort: goroutine {}{} blocked in {} for {}ms outside syscall::blocking\n",
         g.id(),
+        crate::trace::name_of(g),
         syscall_name(nr),
         for_ns / 1_000_000,
-        g.spawn_site.get(),
     );
-    crate::signal::write_stderr(text.as_bytes());
+    let trace = crate::traceback::capture_blocked(s, g);
+    let mut created = String::new();
+    crate::traceback::write_created_by(&mut created, g);
+    let print = move || {
+        crate::traceback::write_trace(&mut head, &trace);
+        head.push_str(&created);
+        head.push('\n');
+        crate::signal::write_stderr(head.as_bytes());
+    };
+    if std::thread::Builder::new()
+        .name("gort-blockwarn".into())
+        .spawn(print)
+        .is_err()
+    {
+        crate::signal::write_stderr(b"gort: cannot start a thread to print a blockwarn report\n");
+    }
 }
 
 #[cfg(test)]

@@ -486,7 +486,29 @@ fn blockwarn_names_goroutine_syscall_and_site() {
         line.contains("nanosleep") || (emulated && line.contains("blocked in syscall ")),
         "{line}"
     );
-    assert!(line.contains("tests/unannounced.rs"), "{line}");
+    // Then the goroutine's stack, as in a dump, and who created it.
+    let report: String = stderr
+        .lines()
+        .skip_while(|l| !l.contains("outside syscall::blocking"))
+        .take_while(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        report.contains("created by unannounced::child_blockwarn")
+            && report.contains("tests/unannounced.rs:"),
+        "{report}"
+    );
+    // x86_64 unwinds from the kernel's sp/pc through libc to the closure
+    // (under qemu-user the kernel reports the host's registers).
+    if !emulated && cfg!(target_arch = "x86_64") {
+        assert!(
+            report
+                .lines()
+                .any(|l| l.starts_with("std::") && l.contains("sleep"))
+                && report.contains("unannounced::child_blockwarn::{{closure}}"),
+            "{report}"
+        );
+    }
     // Reported once per blocking call.
     let n = stderr
         .lines()
@@ -520,6 +542,19 @@ fn dump_shows_goroutine_in_syscall() {
         "{stdout}\n{stderr}"
     );
     assert!(stderr.contains("[syscall, "), "{stderr}");
+    // Its stack, read without interrupting the call (x86_64, natively).
+    if std::env::var_os("GORT_TEST_RUNNER").is_none() && cfg!(target_arch = "x86_64") {
+        let section: String = stderr
+            .lines()
+            .skip_while(|l| !l.contains("[syscall, "))
+            .take_while(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            section.contains("sleep") && section.contains("unannounced::child_dump::{{closure}}"),
+            "{section}"
+        );
+    }
 }
 
 #[test]
