@@ -86,6 +86,7 @@ const K_SYSCALL_EXIT: u64 = 8; // arg: P id now held, or NO_P
 const K_RETAKE_PREEMPT: u64 = 9; // arg: P id; g: its goroutine (racy)
 const K_RETAKE_SYSCALL: u64 = 10; // arg: P id
 const K_DEADLOCK: u64 = 11;
+const K_RETAKE_BLOCKED: u64 = 12; // arg: P id; g: the goroutine blocked in the kernel
 
 const STOP_YIELD: u64 = 0;
 const STOP_PREEMPT: u64 = 1;
@@ -371,6 +372,15 @@ pub(crate) fn retake_preempt(pp: &P, mp: &crate::m::M) {
 pub(crate) fn retake_syscall(pp: &P) {
     if on() {
         emit(K_RETAKE_SYSCALL, pp.id as u64, 0);
+    }
+}
+
+/// sysmon took `pp` from the M of `g`, blocked in the kernel outside
+/// `syscall::blocking` (an unannounced handoff).
+#[inline(always)]
+pub(crate) fn retake_blocked(pp: &P, g: &G) {
+    if on() {
+        emit(K_RETAKE_BLOCKED, pp.id as u64, g.id());
     }
 }
 
@@ -1259,6 +1269,12 @@ fn write_json(
             K_RETAKE_SYSCALL => {
                 w.raw(format_args!(
                     "{{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"sysmon\",\"name\":\"retake: handoff P{arg} from syscall\",\"pid\":1,\"tid\":{tid},\"ts\":{},\"args\":{{\"p\":{arg}}}}}",
+                    Us(ts)
+                ))?;
+            }
+            K_RETAKE_BLOCKED => {
+                w.raw(format_args!(
+                    "{{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"sysmon\",\"name\":\"retake: handoff P{arg} from G{g} blocked in the kernel\",\"pid\":1,\"tid\":{tid},\"ts\":{},\"args\":{{\"p\":{arg},\"g\":{g}}}}}",
                     Us(ts)
                 ))?;
             }

@@ -517,6 +517,7 @@ impl Monitor {
         pp.m.store(std::ptr::null_mut(), Ordering::Release);
         pp.syscalltick.fetch_add(1, Ordering::Relaxed);
         HANDOFFS.fetch_add(1, Ordering::Relaxed);
+        crate::exectrace::retake_blocked(pp, g); // exectrace
         let warned = warn_due || w.warned;
         if warn_due {
             warn(s, g, nr, idle_for);

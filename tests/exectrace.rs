@@ -108,6 +108,9 @@ fn workload(spin_for: Duration) -> Vec<u64> {
         gort::syscall::blocking(|| std::thread::sleep(Duration::from_millis(20)));
     });
     ids.push(sys.id());
+    // A plain blocking call (no syscall::blocking): sysmon hands its P off.
+    let plain = gort::spawn(|| std::thread::sleep(Duration::from_millis(30)));
+    ids.push(plain.id());
     // TCP echo through the netpoller.
     let l = gort::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
@@ -142,6 +145,7 @@ fn workload(spin_for: Duration) -> Vec<u64> {
     }
     assert_eq!(echo.join().unwrap(), 4950);
     sys.join().unwrap();
+    plain.join().unwrap();
     client.join().unwrap();
     server.join().unwrap();
     ids
@@ -160,7 +164,11 @@ fn child_env_trace() {
     if !is_child() {
         return;
     }
-    gort::Builder::new().procs(2).start().expect("start gort");
+    gort::Builder::new()
+        .procs(2)
+        .unannounced_handoff(Some(gort::DEFAULT_UNANNOUNCED_HANDOFF))
+        .start()
+        .expect("start gort");
     wait_async_preempt();
     let ids = gort::run(|| workload(Duration::from_millis(300)));
     println!(
@@ -174,6 +182,7 @@ fn child_env_trace() {
         "PREEMPT {} {}",
         st.preempted_async, st.preempted_cooperative
     );
+    println!("UNANNOUNCED {}", st.unannounced_handoffs);
 }
 
 /// GORT_TRACE from the environment: the file is written at exit, parses
@@ -230,6 +239,18 @@ fn env_trace_parses_and_holds_invariants() {
         "cooperative preemptions"
     );
     assert!(p[0] + p[1] > 0, "the spinners were never preempted");
+    // Unannounced handoffs (the plain sleep's P, at least) match stats().
+    let handoffs = evs
+        .iter()
+        .filter(|e| {
+            e["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("blocked in the kernel"))
+        })
+        .count() as u64;
+    let u = line_values(&stdout, "UNANNOUNCED");
+    assert_eq!(handoffs, u[0], "unannounced handoffs");
+    assert!(handoffs >= 1, "the plain 30ms sleep's P was not handed off");
     // Preempted slices end with that reason.
     let preempted_slices = evs
         .iter()
