@@ -276,7 +276,7 @@ pub fn stats() -> Stats {
         preempted_async: preempt::ASYNC.load(Ordering::Relaxed),
         preempt_rejected: preempt::REJECTED.load(Ordering::Relaxed),
         syscall_handoffs: sysmon::HANDOFFS.load(Ordering::Relaxed),
-        unannounced_handoffs: unannounced::HANDOFFS.load(Ordering::Relaxed),
+        unannounced_handoffs: unannounced::HANDOFFS.load(Ordering::Acquire),
         maintenance_runs: trace::MAINTENANCE_RUNS.load(Ordering::Relaxed),
         async_preempt: s.async_preempt.load(Ordering::Relaxed),
     }

@@ -516,8 +516,10 @@ impl Monitor {
         }
         pp.m.store(std::ptr::null_mut(), Ordering::Release);
         pp.syscalltick.fetch_add(1, Ordering::Relaxed);
-        HANDOFFS.fetch_add(1, Ordering::Relaxed);
+        // The trace event goes first: whoever reads the counter (stats())
+        // and then a trace finds at least that many handoff events there.
         crate::exectrace::retake_blocked(pp, g); // exectrace
+        HANDOFFS.fetch_add(1, Ordering::Release);
         let warned = warn_due || w.warned;
         if warn_due {
             warn(s, g, nr, idle_for);
