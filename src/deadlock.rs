@@ -182,7 +182,9 @@ pub(crate) fn group_runs() -> Vec<Arc<RunWait>> {
 
 /// Reports `text` to the one run `w` (the group checker's verdict).
 pub(crate) fn report_one(s: &Sched, w: &Arc<RunWait>, text: String) {
-    if s.config.on_deadlock == OnDeadlock::Abort {
+    let abort = s.config.on_deadlock == OnDeadlock::Abort;
+    if abort {
+        crate::exectrace::deadlock(true); // exectrace
         crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
         crate::signal::exit_now(2);
     }
@@ -192,6 +194,9 @@ pub(crate) fn report_one(s: &Sched, w: &Arc<RunWait>, text: String) {
     };
     runs.swap_remove(i);
     drop(runs);
+    // The trace (a flight recorder's window) is written before the run
+    // wakes up and maybe ends the process.
+    crate::exectrace::deadlock(false); // exectrace
     *w.report.lock() = Some(text);
     w.note.wakeup();
 }

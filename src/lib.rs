@@ -186,6 +186,14 @@ pub fn yield_now() {
     sched::gosched()
 }
 
+/// Debug builds: makes threads in the runtime block for 150µs now and
+/// then at points where sysmon's handoff races with the runtime (tests of
+/// the unannounced handoff; not a stable API). Release builds ignore it.
+#[doc(hidden)]
+pub fn __inject_runtime_stalls(on: bool) {
+    unannounced::inject_runtime_stalls(on)
+}
+
 /// A summary of the code map that decides where goroutines may be
 /// preempted by signal (for measurements; not a stable API).
 #[doc(hidden)]

@@ -135,7 +135,9 @@ impl M {
             nextp: AtomicPtr::new(std::ptr::null_mut()),
             spinning: AtomicBool::new(false),
             park: Note::new(),
-            locks: Locks(AtomicU32::new(0)),
+            // An M starts on g0, in runtime code: g0 runs with `locks`
+            // at 1 (see `execute`, `mcall`).
+            locks: Locks(AtomicU32::new(1)),
             after: Cell::new(After::Nothing),
             park_fn: Cell::new(None),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1),
@@ -210,6 +212,7 @@ impl LockedM {
         mp.locks.set(n + 1);
         if n == 0 && !mp.curg().is_null() {
             crate::unannounced::check_p(mp);
+            crate::unannounced::stall_point(mp);
         }
         Some(LockedM(mp))
     }

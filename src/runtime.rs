@@ -25,10 +25,9 @@ pub const MAX_PROCS: usize = 1024;
 pub const DEFAULT_SCAVENGE_AFTER: Duration = Duration::from_secs(5 * 60);
 /// How often the maintenance goroutine runs (Go's forced-GC period).
 pub const DEFAULT_MAINTENANCE_PERIOD: Duration = Duration::from_secs(2 * 60);
-/// The suggested delay for `Builder::unannounced_handoff`: how long a
-/// goroutine may sit in the kernel outside `syscall::blocking` before
-/// sysmon hands its processor to another thread. (The handoff is off
-/// unless asked for: see the README's hazards.)
+/// The default for `Builder::unannounced_handoff`: how long a goroutine
+/// may sit in the kernel outside `syscall::blocking` before sysmon hands
+/// its processor to another thread.
 pub const DEFAULT_UNANNOUNCED_HANDOFF: Duration = Duration::from_micros(200);
 /// The shortest unannounced handoff delay accepted.
 pub const MIN_UNANNOUNCED_HANDOFF: Duration = Duration::from_micros(100);
@@ -195,10 +194,9 @@ impl Builder {
     /// (a plain `std` call that blocks: file I/O, `std::thread::sleep`, a
     /// contended `std::sync::Mutex`, a blocking socket) before sysmon
     /// hands its processor to another thread, as it does for
-    /// `syscall::blocking` (at least 100µs; `DEFAULT_UNANNOUNCED_HANDOFF`
-    /// = 200µs is a good value; `None`, the default for now, turns it
-    /// off: see the README's hazards). Also `GORT_DEBUG=blockhandoff=US`
-    /// (0 = off).
+    /// `syscall::blocking` (at least 100µs; default
+    /// `DEFAULT_UNANNOUNCED_HANDOFF` = 200µs; `None` turns it off). Also
+    /// `GORT_DEBUG=blockhandoff=US` (0 = off).
     pub fn unannounced_handoff(mut self, after: Option<Duration>) -> Builder {
         self.unannounced_handoff = Some(after);
         self
@@ -246,9 +244,7 @@ impl Builder {
             (Some(d), _) => d,
             (None, Some(0)) => None,
             (None, Some(us)) => Some(Duration::from_micros(us)),
-            // Off by default for now: a race seen under qemu-aarch64 (an M
-            // in the scheduler without a P) is not understood yet.
-            (None, None) => None,
+            (None, None) => Some(DEFAULT_UNANNOUNCED_HANDOFF),
         };
         if unannounced_handoff.is_some_and(|d| d < MIN_UNANNOUNCED_HANDOFF) {
             return Err(Error::BadSetting {

@@ -618,13 +618,20 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         // the kernel (unannounced).
         mp.curg.store(gp, Ordering::Release);
         crate::exectrace::go_start(g, mp.p()); // exectrace
-                                               // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
-                                               // which is complete because gp was handed to us through a queue or
-                                               // park protocol that runs only after its switch finished.
+                                               // g0 runs with `locks` at 1, so sysmon never takes the P while
+                                               // this M is in the scheduler; the goroutine starts at 0. (`mcall`
+                                               // raises it again before anything on the way back to g0.)
+        debug_assert_eq!(mp.locks.get(), 1, "g0 lock count");
+        crate::unannounced::stall_point(mp);
+        mp.locks.set(0);
+        // SAFETY: g0_sp belongs to this M; sched_sp is gp's saved context,
+        // which is complete because gp was handed to us through a queue or
+        // park protocol that runs only after its switch finished.
         unsafe { arch::gort_switch(mp.g0_sp.get(), *g.sched_sp.get()) };
-        // First thing on g0 (before any system call): sysmon never takes
-        // the P of an M without a goroutine.
+        // Back on g0 with `locks` at 1 (raised by `mcall` on this M).
+        // Clearing `curg` too tells dumps and sysmon there is no goroutine.
         mp.curg.store(std::ptr::null_mut(), Ordering::Release);
+        crate::unannounced::stall_point(mp);
         // SAFETY: our own TLS word: g0 never takes the check's slow path.
         unsafe { mp.stackguard_slot.get().write_volatile(0) };
         let after = mp.after.replace(After::Nothing);
@@ -1130,16 +1137,23 @@ pub(crate) fn mcall(after: After) {
     let mut mp = getm().expect("mcall outside an M");
     let gp = mp.curg();
     debug_assert!(!gp.is_null(), "mcall on g0");
-    // Entering the scheduler, which needs a P: sysmon may have handed
-    // ours off while this goroutine sat in the kernel (unannounced). (No
-    // need to raise `locks` first: g0's first act is to clear `curg`, and
-    // sysmon never takes the P of an M without a goroutine.)
+    // Runtime code from here to g0 and on g0: `locks` raised first, so
+    // sysmon, which commits a handoff only for `locks == 0`, cannot take
+    // the P between the ownership check below and the switch. (Without
+    // it, a thread that blocks in the kernel anywhere in that window —
+    // under qemu-user the emulator's own locks do, at any instruction —
+    // reached g0 without a P.) The g0 we switch to keeps it at 1; the
+    // goroutine resumes at 0, set by the `execute` that resumes it.
+    debug_assert_eq!(mp.locks.get(), 0, "mcall with runtime locks held");
+    mp.locks.set(1);
     if after != After::ExitSyscall && !crate::unannounced::check_p(mp) {
         match mcall_without_p(mp, gp, after) {
             Some(m) => mp = m,
             None => return,
         }
     }
+    // Stall here: sysmon must not take the P between the check and g0.
+    crate::unannounced::stall_point(mp);
     mp.after.set(after);
     // SAFETY: we are gp, running on mp; saving into gp's own context slot
     // and resuming mp's g0, which is suspended in execute().
@@ -1165,9 +1179,12 @@ fn mcall_without_p(mut mp: &'static M, gp: *mut G, after: After) -> Option<&'sta
         // SAFETY: we are gp; Gs are never freed.
         unsafe { (*gp).blocked_since.store(0, Ordering::Relaxed) };
         if matches!(after, After::Yield | After::Preempt) {
-            // Queued and resumed: the yield has happened.
+            // Queued and resumed (at `locks` 0, goroutine code): the
+            // yield has happened.
             return None;
         }
+        // On to the switch `mcall` was asked for: runtime code again.
+        mp.locks.set(1);
         mp.park_fn.set(park_fn);
         if crate::unannounced::check_p(mp) {
             break;

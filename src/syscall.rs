@@ -68,6 +68,7 @@ fn entersyscall() -> bool {
         mp.locks.set(mp.locks.get() - 1);
         return true;
     }
+    crate::unannounced::stall_point(mp);
     let pp = mp.p();
     // SAFETY: check_p says this M holds pp.
     let p = unsafe { &*pp };

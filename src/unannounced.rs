@@ -70,6 +70,37 @@ use std::time::Duration;
 pub(crate) static HANDOFFS: AtomicU64 = AtomicU64::new(0);
 
 // ---------------------------------------------------------------------------
+// Stall injection (debug builds, for tests).
+
+/// Whether `stall_point` may block (set by `inject_runtime_stalls`).
+static STALLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns stall injection on or off. Debug builds only (a release build
+/// ignores it): at the points where a thread in the runtime could block
+/// in the kernel for reasons of its own — a page fault on a cold stack, a
+/// runtime lock, or, under qemu-user, the emulator's own locks at any
+/// instruction — one pass in four sleeps 150µs in `nanosleep`, so sysmon
+/// sees a thread sitting in a system call there, as it does in the rare
+/// real case, and the handoff races with the runtime thousands of times a
+/// second.
+pub(crate) fn inject_runtime_stalls(on: bool) {
+    STALLS.store(on, Ordering::Relaxed);
+}
+
+/// A point in the runtime where a stall is injected when asked for.
+#[inline(always)]
+pub(crate) fn stall_point(mp: &M) {
+    if cfg!(debug_assertions) && STALLS.load(Ordering::Relaxed) && mp.fastrand() & 3 == 0 {
+        let ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 150_000,
+        };
+        // SAFETY: nanosleep reads `ts` only; a null remainder is allowed.
+        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The M's side.
 
 /// Whether `mp` still owns the P it points to; if sysmon is taking it,

@@ -19,12 +19,9 @@ fn child(test: &str) {
     common::expect_child(test, &[], LIMIT, "CHILD OK");
 }
 
+/// The scenarios run with the defaults: the handoff is on out of the box.
 fn start(procs: usize) {
-    gort::Builder::new()
-        .procs(procs)
-        .unannounced_handoff(Some(gort::DEFAULT_UNANNOUNCED_HANDOFF))
-        .start()
-        .unwrap();
+    gort::Builder::new().procs(procs).start().unwrap();
 }
 
 /// Runs `block` on a goroutine beside a goroutine ticking every 1ms
@@ -227,7 +224,6 @@ fn std_mutex_across_preemption(procs: usize) {
     gort::Builder::new()
         .procs(procs)
         .time_slice(Duration::from_millis(1))
-        .unannounced_handoff(Some(gort::DEFAULT_UNANNOUNCED_HANDOFF))
         .start()
         .unwrap();
     let t0 = Instant::now();
@@ -329,7 +325,6 @@ fn child_cpu_cost() {
     gort::Builder::new()
         .procs(1)
         .time_slice(gort::MIN_TIME_SLICE)
-        .unannounced_handoff(Some(gort::DEFAULT_UNANNOUNCED_HANDOFF))
         .start()
         .unwrap();
     let t0 = Instant::now();
@@ -644,13 +639,19 @@ fn child_handoff_off() {
 /// Goroutines alternate plain blocking calls around the handoff delay
 /// with runtime calls (spawn, join, channels, yield, timers, gort mutex),
 /// so sysmon's handoffs race with goroutines coming back to the runtime.
-fn mixed_stress(procs: usize) {
+///
+/// With `stalls`, threads also block now and then inside the runtime
+/// itself (debug builds; see `gort::__inject_runtime_stalls`), where
+/// sysmon must never take their P: between the ownership check and the
+/// switch to g0, on g0, in `syscall::blocking`'s entry.
+fn mixed_stress(procs: usize, stalls: bool) {
     gort::Builder::new()
         .procs(procs)
         .time_slice(Duration::from_millis(1))
         .unannounced_handoff(Some(gort::MIN_UNANNOUNCED_HANDOFF))
         .start()
         .unwrap();
+    gort::__inject_runtime_stalls(stalls);
     let total = gort::run(|| {
         let (tx, rx) = gort::chan::channel::<u64>(4);
         let m = Arc::new(gort::sync::Mutex::new(0u64));
@@ -669,6 +670,9 @@ fn mixed_stress(procs: usize) {
                         *m.lock() += 1;
                         gort::yield_now();
                         gort::time::sleep(Duration::from_micros(us / 2));
+                        gort::syscall::blocking(|| {
+                            std::thread::sleep(Duration::from_micros(us / 4))
+                        });
                     }
                     n
                 })
@@ -704,7 +708,7 @@ fn child_mixed_one_p() {
     if !common::is_child() {
         return;
     }
-    mixed_stress(1);
+    mixed_stress(1, false);
     println!("CHILD OK");
 }
 
@@ -719,7 +723,37 @@ fn child_mixed_two_p() {
     if !common::is_child() {
         return;
     }
-    mixed_stress(2);
+    mixed_stress(2, false);
+    println!("CHILD OK");
+}
+
+#[test]
+fn handoffs_race_with_stalls_in_the_runtime_one_p() {
+    child("child_stalls_one_p");
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_stalls_one_p() {
+    if !common::is_child() {
+        return;
+    }
+    mixed_stress(1, true);
+    println!("CHILD OK");
+}
+
+#[test]
+fn handoffs_race_with_stalls_in_the_runtime_two_p() {
+    child("child_stalls_two_p");
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_stalls_two_p() {
+    if !common::is_child() {
+        return;
+    }
+    mixed_stress(2, true);
     println!("CHILD OK");
 }
 
