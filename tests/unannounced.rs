@@ -786,3 +786,75 @@ fn child_locked() {
     assert_ticked("locked goroutine", ticks, elapsed);
     println!("CHILD OK");
 }
+
+/// Goroutines queued on one of the runtime's own locks (here a channel's,
+/// as 10,000 receivers wake at its close) are in the runtime, not blocked
+/// in user code: sysmon must not hand their Ps to new threads. (It did:
+/// each waiter on the channel lock looked blocked in `futex`, so every
+/// handoff started another M whose goroutine queued on the same lock, and
+/// the process grew thousands of threads.)
+#[test]
+fn runtime_lock_waiters_keep_their_processor() {
+    child("child_runtime_lock_waiters");
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_runtime_lock_waiters() {
+    if !common::is_child() {
+        return;
+    }
+    gort::Builder::new()
+        .procs(2)
+        .unannounced_handoff(Some(gort::MIN_UNANNOUNCED_HANDOFF))
+        .start()
+        .unwrap();
+    // Plain threads that compete for the CPUs, as other processes do on a
+    // loaded machine: a thread holding the channel lock is then sometimes
+    // descheduled, and its waiters sit in `futex` long enough for sysmon.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hogs: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    for round in 0..3 {
+        gort::run(|| {
+            let (tx, rx) = gort::chan::channel::<()>(0);
+            let hs: Vec<_> = (0..10_000)
+                .map(|_| {
+                    let rx = rx.clone();
+                    gort::spawn(move || {
+                        let _ = rx.recv();
+                    })
+                })
+                .collect();
+            gort::time::sleep(Duration::from_millis(20));
+            drop(tx);
+            drop(rx);
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+        let s = gort::stats();
+        println!("round {round}: {} threads", s.threads);
+        // Two Ps, sysmon's spare Ms and the odd handoff of a goroutine
+        // that really blocked (a page fault is not one): a few dozen at
+        // most, where the bug made thousands.
+        assert!(
+            s.threads <= 64,
+            "{} threads after round {round}: {s:?}",
+            s.threads
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    println!("CHILD OK");
+}
