@@ -8,7 +8,7 @@
 //!
 //! A P whose `schedtick` has not moved is watched through its M's
 //! thread CPU clock (`pthread_getcpuclockid`, ~0.25µs a read). A clock
-//! that has not advanced for `Config::unannounced_handoff` (off by default; 200µs suggested)
+//! that has not advanced for `Config::unannounced_handoff` (200µs by default)
 //! means the thread has not run: it sits in the kernel, or waits for a
 //! CPU. `/proc/self/task/TID/syscall` (kept open, read with `pread`) then
 //! tells which: the number of the system call it is blocked in, or
