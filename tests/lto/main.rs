@@ -8,10 +8,15 @@
 //! ends. `spin`: with one P, a spinning goroutine must be preempted by
 //! signal for a sleeper to run (when async preemption is on).
 //! `report`: gort's code-map summary.
+//! `blocking`: with one P, goroutines block in plain std calls (never
+//! `syscall::blocking`) — `std::thread::sleep`, `std::fs::read`, a
+//! `std::sync::Mutex` held across a sleep — and println! after each step,
+//! beside a 1 ms ticker; the run must end, every line whole, and the
+//! ticker must keep ticking (the processor is handed off, not stalled).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +101,10 @@ fn main() {
             });
             stats("spin");
         }
+        Some("blocking") => {
+            start(1);
+            blocking();
+        }
         _ => {
             start(2);
             gort::run(|| {
@@ -122,5 +131,68 @@ fn main() {
             });
             stats("print");
         }
+    }
+}
+
+/// The `blocking` mode (see the top).
+fn blocking() {
+    let t0 = std::time::Instant::now();
+    let ticks = gort::run(|| {
+        let ticks = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (t, d) = (ticks.clone(), done.clone());
+        let ticker = gort::spawn(move || {
+            while !d.load(Ordering::Relaxed) {
+                gort::time::sleep(Duration::from_millis(1));
+                t.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let shared = Arc::new(std::sync::Mutex::new(0u64));
+        let hs: Vec<_> = (0..6u64)
+            .map(|g| {
+                let shared = shared.clone();
+                gort::spawn(move || {
+                    for i in 0..40u64 {
+                        let what = match i % 4 {
+                            0 => {
+                                std::thread::sleep(Duration::from_millis(2));
+                                "slept".to_string()
+                            }
+                            1 => {
+                                let b = std::fs::read("/proc/self/status").expect("read");
+                                format!("read {:06}", b.len())
+                            }
+                            2 => {
+                                let mut n = shared.lock().unwrap();
+                                std::thread::sleep(Duration::from_micros(500));
+                                *n += 1;
+                                format!("count {:06}", *n)
+                            }
+                            _ => Slow(i).to_string(),
+                        };
+                        println!("g{g} step {i:03} {what}");
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        ticker.join().unwrap();
+        ticks.load(Ordering::Relaxed)
+    });
+    let ms = t0.elapsed().as_millis() as u64;
+    let s = gort::stats();
+    eprintln!(
+        "blocking: {ms} ms, ticker {ticks} ticks, unannounced_handoffs={}",
+        s.unannounced_handoffs
+    );
+    // The goroutines sleep 2 ms ten times each and hold the std Mutex for
+    // 0.5 ms ten times each; with the P stalled the ticker would get
+    // nothing while they block. Generous: a fifth of a free ticker's.
+    if ticks * 5 < ms || s.unannounced_handoffs == 0 {
+        eprintln!("blocking: the processor stalled");
+        std::process::exit(1);
     }
 }

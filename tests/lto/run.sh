@@ -5,7 +5,9 @@
 # debuginfo, and thin LTO — and checks under a 100 µs time slice that
 # every println! line comes out whole, that no run hangs, and that a
 # spinning goroutine is still preempted by signal where gort can see the
-# inlining (DWARF present). Run by .ci/run; about 2 minutes.
+# inlining (DWARF present), and that goroutines blocking in plain std
+# calls (sleep, fs, a std Mutex) do not stall the only processor. Run by
+# .ci/run; about 2 minutes.
 set -euo pipefail
 fail=0
 
@@ -45,6 +47,7 @@ debug = "line-tables-only"
 TOML
 
 line_re='^g[0-7] line [0-9]{5} value [0-9]{20} checksum [0-9]{20}$'
+blocking_re='^g[0-5] step [0-9]{3} (slept|read [0-9]{6}|count [0-9]{6}|value [0-9]{20} checksum [0-9]{20})$'
 for profile in fat fat-nodebug thin; do
     echo "== lto-println: building profile $profile"
     (cd "$work" && cargo build -q --profile "$profile")
@@ -72,6 +75,15 @@ for profile in fat fat-nodebug thin; do
             cat "$work/stderr"
         fi
     done
+    rc=0
+    out=$(timeout 60 "$bin" blocking 2>"$work/stderr") || rc=$?
+    lines=$(printf '%s\n' "$out" | wc -l)
+    bad=$(printf '%s\n' "$out" | grep -cvE "$blocking_re" || true)
+    echo "$profile blocking: exit $rc, $lines lines, $bad mangled; $(tail -1 "$work/stderr")"
+    if [ "$rc" -ne 0 ] || [ "$lines" -ne 240 ] || [ "$bad" -ne 0 ]; then
+        fail=1
+        cat "$work/stderr"
+    fi
     if [ "$profile" != fat-nodebug ]; then
         rc=0
         timeout 60 "$bin" spin 2>"$work/stderr" || rc=$?
