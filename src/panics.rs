@@ -81,9 +81,14 @@ pub(crate) fn install_hook() {
             });
             let bt = std::backtrace::Backtrace::capture();
             match bt.status() {
-                std::backtrace::BacktraceStatus::Captured => {
-                    let _ = write!(text, "stack backtrace:\n{}", trim_backtrace(&bt.to_string()));
-                }
+                std::backtrace::BacktraceStatus::Captured => match symbolize(bt) {
+                    Ok(bt) => {
+                        let _ = write!(text, "stack backtrace:\n{}", trim_backtrace(&bt));
+                    }
+                    Err(e) => {
+                        let _ = writeln!(text, "stack backtrace: not available ({e})");
+                    }
+                },
                 _ => text.push_str(
                     "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
                 ),
@@ -99,6 +104,26 @@ pub(crate) fn install_hook() {
             }
         }));
     });
+}
+
+/// Stack for `symbolize`'s thread: std's symbolizer (DWARF through gimli)
+/// needs tens of KiB.
+const SYMBOLIZE_STACK: usize = 1 << 20;
+
+/// Turns a captured backtrace into text on a plain thread with a stack of
+/// its own. Capturing walks the goroutine's stack and needs little room;
+/// resolving names and lines needs far more than a small goroutine stack
+/// has (a panic on a 16 KiB stack with `RUST_BACKTRACE=1` overflowed
+/// it). A panic is rare, so a thread per backtrace is fine; the goroutine
+/// blocks in `join` meanwhile, and sysmon hands its P off if that takes
+/// long.
+fn symbolize(bt: std::backtrace::Backtrace) -> std::io::Result<String> {
+    std::thread::Builder::new()
+        .name("gort-backtrace".into())
+        .stack_size(SYMBOLIZE_STACK)
+        .spawn(move || bt.to_string())?
+        .join()
+        .map_err(|_| std::io::Error::other("the symbolizer panicked"))
 }
 
 /// Drops the frames of the hook and of std's panic machinery from the top

@@ -135,14 +135,34 @@ fn child_small_stack() {
 
 #[test]
 fn panic_on_smallest_stack_reaches_join() {
-    // Without RUST_BACKTRACE: std's backtrace printer (RUST_BACKTRACE=1)
-    // needs far more stack than 16 KiB (README, Hazards).
     common::expect_child(
         "child_small_stack_panic",
         &[("RUST_BACKTRACE", "0")],
         CHILD_LIMIT,
         "PANIC OK",
     );
+}
+
+#[test]
+fn panic_with_backtrace_on_smallest_stack_reaches_join() {
+    // The backtrace is symbolized off the goroutine's stack (std's
+    // symbolizer needs far more than 16 KiB): it prints, named.
+    let out = common::run_child(
+        "child_small_stack_panic",
+        &[("RUST_BACKTRACE", "1")],
+        CHILD_LIMIT,
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("PANIC OK"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("boom on a small stack"), "{stderr}");
+    assert!(stderr.contains("stack backtrace:"), "{stderr}");
+    assert!(stderr.contains("child_small_stack_panic"), "{stderr}");
 }
 
 #[test]
