@@ -536,9 +536,16 @@ fn dump_shows_goroutine_in_syscall() {
         out.status.success() && stdout.contains("CHILD OK"),
         "{stdout}\n{stderr}"
     );
+    // Under qemu-user the main goroutine's 300ms timer has been seen to
+    // fire only after the 800ms sleep ended (2 runs in 20 of the aarch64
+    // build; never natively, also under load: 0 in 30), so the dump may
+    // come too late to see the sleeper: only native runs check it.
+    if std::env::var_os("GORT_TEST_RUNNER").is_some() {
+        return;
+    }
     assert!(stderr.contains("[syscall, "), "{stderr}");
     // Its stack, read without interrupting the call (x86_64, natively).
-    if std::env::var_os("GORT_TEST_RUNNER").is_none() && cfg!(target_arch = "x86_64") {
+    if cfg!(target_arch = "x86_64") {
         let section: String = stderr
             .lines()
             .skip_while(|l| !l.contains("[syscall, "))
