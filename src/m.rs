@@ -1,9 +1,9 @@
 //! `M`: an OS thread that runs goroutines while it holds a P.
 //!
 //! Every M has a scheduler stack (`g0`: the pthread's own stack, where
-//! `schedule` loops) and a signal stack (`gsignal`, installed with
-//! `sigaltstack` so the SIGSEGV of a goroutine stack overflow can be
-//! reported). Ms are created on demand by `startm`, live for the rest of the
+//! `schedule` loops) and a signal stack (installed with `sigaltstack` in
+//! `minit`, so the SIGSEGV of a goroutine stack overflow can be reported
+//! and the SIGURG handler's frame walk has room). Ms are created on demand by `startm`, live for the rest of the
 //! process, and park on their `park` note when idle.
 //!
 //! # Thread creation (DESIGN §1)
@@ -82,8 +82,6 @@ pub(crate) struct M {
     pub(crate) park_fn: Cell<Option<ParkFn>>,
     /// xorshift state for steal order.
     pub(crate) rng: Cell<u64>,
-    /// Base and size of the signal stack (for the overflow handler).
-    pub(crate) sigstack: Cell<(usize, usize)>,
     /// This thread's `gort_tls_stackguard` word (set by `minit`); sysmon
     /// stores preemption requests into it.
     pub(crate) stackguard_slot: Cell<*mut usize>,
@@ -141,7 +139,6 @@ impl M {
             after: Cell::new(After::Nothing),
             park_fn: Cell::new(None),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1),
-            sigstack: Cell::new((0, 0)),
             stackguard_slot: Cell::new(std::ptr::null_mut()),
             signal_pending: AtomicBool::new(false),
             lockedg: AtomicPtr::new(std::ptr::null_mut()),

@@ -468,7 +468,7 @@ fn minit(s: &Sched, mp: &'static M) {
     // kernel's default 50µs timer slack from delaying it.
     // SAFETY: PR_SET_TIMERSLACK only affects this thread's timed waits.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
-    crate::signal::minit_signals(mp);
+    crate::signal::minit_signals();
     setm(mp);
     crate::signal::set_thread_name(&format!("gort-m{}", mp.id));
     // SAFETY: restores a mask computed at runtime start; the signal stack

@@ -305,7 +305,7 @@ pub(crate) fn write_stderr(mut bytes: &[u8]) {
 }
 
 /// Per-M signal setup, on the M's own thread: the signal stack.
-pub(crate) fn minit_signals(mp: &M) {
+pub(crate) fn minit_signals() {
     // SAFETY: anonymous private mapping; no existing memory is affected.
     let base = unsafe {
         libc::mmap(
@@ -336,7 +336,6 @@ pub(crate) fn minit_signals(mp: &M) {
             std::io::Error::last_os_error()
         ));
     }
-    mp.sigstack.set((base as usize, SIGSTACK_SIZE));
 }
 
 /// Creates a detached pthread running `start(arg)` with every signal

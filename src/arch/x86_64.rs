@@ -22,8 +22,15 @@
 
 use super::{gort_gstart, EntryFn};
 
-/// Bytes of callee-saved state `gort_switch` keeps on a suspended stack.
+/// Bytes of callee-saved state `gort_switch` keeps on a suspended stack:
+/// MXCSR/FCW, r15, r14, r13, r12, rbx, rbp and the return address (8
+/// words, in that order from the lowest address; asm/x86_64/switch.S).
 pub(crate) const SWITCH_FRAME_SIZE: usize = 64;
+
+/// Words of the frame `init_stack` builds: the whole frame, no more.
+const FRAME_WORDS: usize = 8;
+const _: () = assert!(FRAME_WORDS * 8 == SWITCH_FRAME_SIZE);
+const _: () = assert!((TOP_GAP + SWITCH_FRAME_SIZE).is_multiple_of(16));
 
 /// Unused bytes at the top of every goroutine stack (see module docs).
 const TOP_GAP: usize = 16;
@@ -43,7 +50,7 @@ pub(crate) unsafe fn init_stack(top: usize, entry: EntryFn, arg: *mut u8) -> usi
     debug_assert_eq!(top % 16, 0);
     let sp = top - TOP_GAP - SWITCH_FRAME_SIZE;
     let frame = sp as *mut u64;
-    let words: [u64; 8] = [
+    let words: [u64; FRAME_WORDS] = [
         MXCSR_DEFAULT | (FCW_DEFAULT << 32),
         0,                                        // r15
         0,                                        // r14
