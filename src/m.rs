@@ -48,6 +48,10 @@ pub(crate) enum After {
     /// Returning from a syscall found no P: queue the G globally and park
     /// this M.
     ExitSyscall,
+    /// Park, from a goroutine whose M lost its P (unannounced blocking):
+    /// run `park_fn` first (it releases what the parker holds, such as a
+    /// channel's lock), then find the M a P or stop it.
+    ParkWithoutP,
 }
 
 /// The park callback, run on g0 once the G's context is saved. It publishes

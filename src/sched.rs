@@ -670,26 +670,65 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
             }
             After::ExitSyscall => {
                 crate::exectrace::go_stop(g, crate::exectrace::Stop::NoP); // exectrace
-                g.set_status(G_RUNNABLE);
-                let mut sl = s.lock.lock();
-                let pp = pidleget(&mut sl, s);
-                if !pp.is_null() {
-                    drop(sl);
-                    // SAFETY: pidleget gave us exclusive use of pp.
-                    acquirep(mp, unsafe { &*pp });
+                if requeue_without_p(s, mp, gp) {
                     continue; // run gp again on the new P
                 }
-                globrunqput(&mut sl, s, gp);
-                drop(sl);
-                if mp.lockedg.load(Ordering::Acquire).is_null() {
-                    stopm(s, mp);
+                return;
+            }
+            After::ParkWithoutP => {
+                crate::exectrace::go_stop(g, crate::exectrace::Stop::Park); // exectrace
+                g.set_status(G_WAITING);
+                let f = mp.park_fn.take().expect("park without a park function");
+                // SAFETY: the closure lives on gp's stack, which stays put
+                // while gp is switched out; it is called once, here.
+                if unsafe { (*f)(gp) } {
+                    // gp is published. This M has no P: take an idle one
+                    // (back to `schedule`), else stop until handed one.
+                    let mut sl = s.lock.lock();
+                    let pp = pidleget(&mut sl, s);
+                    drop(sl);
+                    if !pp.is_null() {
+                        // SAFETY: pidleget gave us exclusive use of pp.
+                        acquirep(mp, unsafe { &*pp });
+                    } else if mp.lockedg.load(Ordering::Acquire).is_null() {
+                        stopm(s, mp);
+                    }
+                    // (A locked M waits in schedule's stoplockedm instead.)
+                    return;
                 }
-                // (A locked M waits in schedule's stoplockedm instead.)
+                // Park cancelled: gp runs again, once this M has a P.
+                if requeue_without_p(s, mp, gp) {
+                    continue;
+                }
                 return;
             }
             After::Nothing => crate::fatal("goroutine switched to the scheduler without a request"),
         }
     }
+}
+
+/// `gp` is runnable but its M has no P (back from a syscall, or a
+/// cancelled park after unannounced blocking): takes an idle P and
+/// returns true (the caller runs gp on it), else queues gp globally, stops
+/// the M until it is handed a P (unless a goroutine is locked to it:
+/// `schedule` waits for that one) and returns false.
+fn requeue_without_p(s: &'static Sched, mp: &'static M, gp: *mut G) -> bool {
+    // SAFETY: gp is ours until we publish it below.
+    unsafe { (*gp).set_status(G_RUNNABLE) };
+    let mut sl = s.lock.lock();
+    let pp = pidleget(&mut sl, s);
+    if !pp.is_null() {
+        drop(sl);
+        // SAFETY: pidleget gave us exclusive use of pp.
+        acquirep(mp, unsafe { &*pp });
+        return true;
+    }
+    globrunqput(&mut sl, s, gp);
+    drop(sl);
+    if mp.lockedg.load(Ordering::Acquire).is_null() {
+        stopm(s, mp);
+    }
+    false
 }
 
 /// Looks for a runnable G, stealing if allowed; parks the M when there is
@@ -1168,6 +1207,24 @@ pub(crate) fn mcall(after: After) {
 #[cold]
 #[inline(never)]
 fn mcall_without_p(mut mp: &'static M, gp: *mut G, after: After) -> Option<&'static M> {
+    if after == After::Park {
+        if crate::unannounced::take_idle_p(mp) {
+            return Some(mp);
+        }
+        // The park closure must run before anything waits for a P: it
+        // releases what the parker holds (a channel's lock). Queued
+        // runnable with it still pending, the goroutine kept the lock
+        // while every M with a P queued on it: a deadlock.
+        mp.after.set(After::ParkWithoutP);
+        // SAFETY: we are gp, running on mp: saves into gp's own context
+        // slot and resumes mp's g0, which is suspended in execute().
+        unsafe { arch::gort_switch((*gp).sched_sp.get(), *mp.g0_sp.get()) };
+        // Woken (or the park was cancelled) and resumed on an M with a P,
+        // at `locks` 0: the park has happened.
+        // SAFETY: we are gp; Gs are never freed.
+        unsafe { (*gp).blocked_since.store(0, Ordering::Relaxed) };
+        return None;
+    }
     while !crate::unannounced::take_idle_p(mp) {
         let park_fn = mp.park_fn.take();
         mp.after.set(After::ExitSyscall);

@@ -865,3 +865,57 @@ fn child_runtime_lock_waiters() {
     }
     println!("CHILD OK");
 }
+
+/// A goroutine that lost its P in a plain blocking call and then parks at
+/// once (a channel receive, whose lock it holds until the park is
+/// published) must publish the park before it waits for a P. (It queued
+/// itself runnable with the channel's lock still held, and the goroutine
+/// running on the only P then queued on that lock for ever: found by a
+/// tree walk with 8 readers on a channel.)
+#[test]
+fn park_right_after_a_handoff() {
+    child("child_park_after_handoff");
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_park_after_handoff() {
+    if !common::is_child() {
+        return;
+    }
+    gort::Builder::new()
+        .procs(1)
+        .unannounced_handoff(Some(gort::MIN_UNANNOUNCED_HANDOFF))
+        .start()
+        .unwrap();
+    let got = gort::run(|| {
+        let (tx, rx) = gort::chan::channel::<u64>(0);
+        let receiver = gort::spawn(move || {
+            let mut sum = 0;
+            for _ in 0..200 {
+                // Loses the P to the sender's M while it sleeps...
+                std::thread::sleep(Duration::from_millis(1));
+                // ...and parks on the channel as soon as it is back.
+                sum += rx.recv().unwrap();
+            }
+            sum
+        });
+        let sender = gort::spawn(move || {
+            for i in 0..200u64 {
+                // Hold the P past the receiver's sleep, then send.
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(2) {
+                    std::hint::spin_loop();
+                }
+                tx.send(i).unwrap();
+            }
+        });
+        sender.join().unwrap();
+        receiver.join().unwrap()
+    });
+    assert_eq!(got, (0..200).sum::<u64>());
+    let s = gort::stats();
+    println!("handoffs: {}", s.unannounced_handoffs);
+    assert!(s.unannounced_handoffs > 0, "{s:?}");
+    println!("CHILD OK");
+}
