@@ -376,10 +376,13 @@ pub fn sleep(d: Duration) {
         // Copy the deadline off the goroutine's stack (where this closure
         // lives) before publishing: see below.
         let deadline = when;
-        let mp = crate::m::getm().expect("timer park off an M");
-        // SAFETY: g0 of this M holds its P while running the park function.
-        let pp = unsafe { &*mp.p() };
-        let earliest = pp.timers.add(deadline, TimerAction::Wake(gp));
+        // This M's P; or, when the goroutine lost it in a plain blocking
+        // call just before (the park then runs on a g0 without a P), the
+        // next one round-robin (heaps take timers from any thread).
+        let p = pick_p();
+        let earliest = crate::sched::sched().allp[p]
+            .timers
+            .add(deadline, TimerAction::Wake(gp));
         // From here on the G may be woken and run: touch nothing of the
         // closure's captures.
         if earliest {

@@ -914,6 +914,26 @@ fn child_park_after_handoff() {
         receiver.join().unwrap()
     });
     assert_eq!(got, (0..200).sum::<u64>());
+    // The same with a runtime sleep right after the blocking call: its
+    // park arms a timer on a g0 that may hold no P. (Rarely reached
+    // natively — sysmon usually makes the goroutine yield first; under
+    // qemu-aarch64 the timer's park dereferenced the missing P.)
+    gort::run(|| {
+        let sleeper = gort::spawn(|| {
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(1));
+                gort::time::sleep(Duration::from_micros(200));
+            }
+        });
+        let spinner = gort::spawn(|| {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(300) {
+                std::hint::spin_loop();
+            }
+        });
+        spinner.join().unwrap();
+        sleeper.join().unwrap();
+    });
     let s = gort::stats();
     println!("handoffs: {}", s.unannounced_handoffs);
     assert!(s.unannounced_handoffs > 0, "{s:?}");
