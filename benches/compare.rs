@@ -1,7 +1,7 @@
 //! The gort side of the gort-vs-Go comparison (`benches/go/compare.sh`).
 //!
 //! ```text
-//! cargo bench --bench compare -- <workload> [n=<N>] [runs=<R>] [slice_us=<US>]
+//! cargo bench --bench compare -- <workload> [n=<N>] [runs=<R>] [slice_us=<US>] [dir=<DIR>]
 //! GORT_MAXPROCS=2 target/release/deps/compare-* spawn_join n=1000000
 //! GORT_MAXPROCS=2 target/release/deps/compare-* lateness slice_us=100
 //! ```
@@ -79,6 +79,21 @@
 //!   where every read that blocks holds the only P until sysmon hands it
 //!   off). Go's side reads with `syscall.Read` on blocking pipes (an
 //!   announced syscall) and writes from a goroutine.
+//! - `walk_hash`: a walker goroutine walks `dir=` (default `/usr/share`)
+//!   with `std::fs::read_dir`, recursing into directories, skipping
+//!   symbolic links and anything not a regular file, ignoring errors, and
+//!   sends the paths of the first `n` regular files (directory order)
+//!   into a `gort::chan` channel of capacity `WALK_CHAN_CAP`;
+//!   `WALK_WORKERS` goroutines take paths from it, read each file whole
+//!   with plain `std::fs::read` (not `syscall::blocking`: unannounced, on
+//!   a cold page cache a disk wait that holds the P until sysmon hands it
+//!   off) and hash it with FNV-1a 64; beside them the `lateness` sleeper
+//!   sleeps 1ms in a loop until the workers are done. Adds `files=`
+//!   (files read), `bytes=`, `wall_ms=` (start to the last worker done),
+//!   the sleeper's lateness percentiles and `hash=` (the XOR of the
+//!   per-file hashes: the same on both sides for the same tree). Go's
+//!   side reads with `os.ReadFile` (announced syscalls). Meant to be run
+//!   on a cold page cache: `benches/go/walk.sh`.
 //!
 //! Before the spinning workloads start, the main goroutine waits until
 //! asynchronous preemption is active (the code map is built in the
@@ -90,9 +105,10 @@
 //! it runs every workload once with a small `n`, as a smoke test.
 
 use std::hint::black_box;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How a workload runs and reports.
@@ -143,6 +159,13 @@ const WORKLOADS: &[Workload] = &[
         default_n: 300,
         smoke_n: 5,
         kind: Kind::Once(lateness_pipes),
+    },
+    Workload {
+        name: "walk_hash",
+        // A file limit: more than the files of the default tree.
+        default_n: 1_000_000,
+        smoke_n: 200,
+        kind: Kind::Once(walk_hash),
     },
     Workload {
         name: "fairness",
@@ -380,6 +403,124 @@ fn lateness_pipes(n: u64) -> String {
     latency_fields(late)
 }
 
+/// Worker goroutines reading files in `walk_hash` (`walkWorkers` in
+/// benches/go/walk_hash.go).
+const WALK_WORKERS: usize = 8;
+/// Capacity of the path channel in `walk_hash`.
+const WALK_CHAN_CAP: usize = 64;
+/// The tree `walk_hash` walks unless `dir=` says otherwise.
+const WALK_DEFAULT_DIR: &str = "/usr/share";
+/// `dir=`, if given.
+static WALK_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// FNV-1a, 64 bits (the Go side's `fnv1a` is the same).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Sends the regular files under `dir` into `tx` until `left` reaches 0;
+/// false once it has (or the channel is closed): stop walking.
+fn walk_tree(dir: &Path, tx: &gort::chan::Sender<PathBuf>, left: &mut u64) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    for entry in entries.flatten() {
+        if *left == 0 {
+            return false;
+        }
+        // The entry's own type (d_type, else lstat): a symbolic link is
+        // neither a directory nor a file here.
+        let Ok(ty) = entry.file_type() else { continue };
+        if ty.is_dir() {
+            if !walk_tree(&entry.path(), tx, left) {
+                return false;
+            }
+        } else if ty.is_file() {
+            if tx.send(entry.path()).is_err() {
+                return false;
+            }
+            *left -= 1;
+        }
+    }
+    true
+}
+
+/// Runs on the main goroutine: see `walk_hash` in the module docs.
+fn walk_hash(n: u64) -> String {
+    let root = WALK_DIR
+        .get()
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(WALK_DEFAULT_DIR));
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    // At least one sample, however short the walk.
+    let ticker = gort::spawn(move || {
+        let mut late = Vec::new();
+        loop {
+            let t0 = Instant::now();
+            gort::time::sleep(SLEEP);
+            late.push(t0.elapsed().saturating_sub(SLEEP));
+            if d.load(Ordering::Relaxed) {
+                return late;
+            }
+        }
+    });
+    let start = Instant::now();
+    let (tx, rx) = gort::chan::channel::<PathBuf>(WALK_CHAN_CAP);
+    let walker = gort::spawn(move || {
+        let mut left = n;
+        walk_tree(&root, &tx, &mut left);
+        // Dropping tx closes the channel: the workers end.
+    });
+    let workers: Vec<gort::JoinHandle<(u64, u64, u64)>> = (0..WALK_WORKERS)
+        .map(|_| {
+            let rx = rx.clone();
+            gort::spawn(move || {
+                let (mut files, mut bytes, mut hash) = (0u64, 0u64, 0u64);
+                for path in &rx {
+                    // A plain blocking read: no syscall::blocking.
+                    if let Ok(data) = std::fs::read(&path) {
+                        files += 1;
+                        bytes += data.len() as u64;
+                        hash ^= fnv1a(&data);
+                    }
+                }
+                (files, bytes, hash)
+            })
+        })
+        .collect();
+    drop(rx);
+    let (mut files, mut bytes, mut hash) = (0u64, 0u64, 0u64);
+    for w in workers {
+        let (f, b, h) = w.join().expect("walk_hash: worker panicked");
+        files += f;
+        bytes += b;
+        hash ^= h;
+    }
+    let wall = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    walker.join().expect("walk_hash: walker panicked");
+    let late = ticker.join().expect("walk_hash: ticker panicked");
+    let s = gort::stats();
+    eprintln!(
+        "# gort walk_hash: unannounced_handoffs={} syscall_handoffs={} threads={} ticks={}",
+        s.unannounced_handoffs,
+        s.syscall_handoffs,
+        s.threads,
+        late.len()
+    );
+    format!(
+        "files={files} bytes={bytes} wall_ms={:.1} {} hash=0x{hash:016x}",
+        wall.as_secs_f64() * 1000.0,
+        latency_fields(late)
+    )
+}
+
 /// Runs on the main goroutine. `lateness` with the sleep done as a 1ms
 /// blocking `nanosleep` system call instead (Go's side:
 /// `syscall.Nanosleep`): the sleeper sleeps in the kernel and must then
@@ -526,7 +667,8 @@ fn report_stats(workload: &str, ready: Duration) {
 fn usage() -> String {
     let names: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
     format!(
-        "usage: compare <workload> [n=<N>] [runs=<R>] [slice_us=<US>]\nworkloads: {}",
+        "usage: compare <workload> [n=<N>] [runs=<R>] [slice_us=<US>] [dir=<DIR>]\n\
+         workloads: {}",
         names.join(", ")
     )
 }
@@ -565,6 +707,9 @@ fn parse_args() -> Result<Plan, String> {
         } else if let Some(v) = arg.strip_prefix("slice_us=") {
             let us: u64 = v.parse().map_err(|_| format!("bad slice_us: {v:?}"))?;
             slice = Some(Duration::from_micros(us));
+        } else if let Some(v) = arg.strip_prefix("dir=") {
+            // walk_hash's tree; set once, before the runtime starts.
+            let _ = WALK_DIR.set(PathBuf::from(v));
         } else if workload.is_none() {
             let w = WORKLOADS
                 .iter()

