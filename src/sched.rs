@@ -643,13 +643,24 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
                 runqput(s, unsafe { &*mp.p() }, gp, false);
                 return;
             }
-            After::Park => {
+            After::Park | After::ParkWithoutP => {
                 crate::exectrace::go_stop(g, crate::exectrace::Stop::Park); // exectrace
                 g.set_status(G_WAITING);
                 let f = mp.park_fn.take().expect("park without a park function");
                 // SAFETY: the closure lives on gp's stack, which stays put
                 // while gp is switched out; it is called once, here.
-                if unsafe { (*f)(gp) } {
+                let published = unsafe { (*f)(gp) };
+                if after == After::ParkWithoutP {
+                    // This M has no P. Published, gp is not ours anymore:
+                    // find the M a P (back to `schedule`) or stop it.
+                    // Cancelled, gp runs again once this M has one.
+                    let requeue = (!published).then_some(gp);
+                    if p_or_stop(s, mp, requeue) && requeue.is_some() {
+                        continue;
+                    }
+                    return;
+                }
+                if published {
                     // gp is published: it is not ours anymore.
                     return;
                 }
@@ -670,35 +681,8 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
             }
             After::ExitSyscall => {
                 crate::exectrace::go_stop(g, crate::exectrace::Stop::NoP); // exectrace
-                if requeue_without_p(s, mp, gp) {
+                if p_or_stop(s, mp, Some(gp)) {
                     continue; // run gp again on the new P
-                }
-                return;
-            }
-            After::ParkWithoutP => {
-                crate::exectrace::go_stop(g, crate::exectrace::Stop::Park); // exectrace
-                g.set_status(G_WAITING);
-                let f = mp.park_fn.take().expect("park without a park function");
-                // SAFETY: the closure lives on gp's stack, which stays put
-                // while gp is switched out; it is called once, here.
-                if unsafe { (*f)(gp) } {
-                    // gp is published. This M has no P: take an idle one
-                    // (back to `schedule`), else stop until handed one.
-                    let mut sl = s.lock.lock();
-                    let pp = pidleget(&mut sl, s);
-                    drop(sl);
-                    if !pp.is_null() {
-                        // SAFETY: pidleget gave us exclusive use of pp.
-                        acquirep(mp, unsafe { &*pp });
-                    } else if mp.lockedg.load(Ordering::Acquire).is_null() {
-                        stopm(s, mp);
-                    }
-                    // (A locked M waits in schedule's stoplockedm instead.)
-                    return;
-                }
-                // Park cancelled: gp runs again, once this M has a P.
-                if requeue_without_p(s, mp, gp) {
-                    continue;
                 }
                 return;
             }
@@ -707,14 +691,18 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
     }
 }
 
-/// `gp` is runnable but its M has no P (back from a syscall, or a
-/// cancelled park after unannounced blocking): takes an idle P and
-/// returns true (the caller runs gp on it), else queues gp globally, stops
-/// the M until it is handed a P (unless a goroutine is locked to it:
-/// `schedule` waits for that one) and returns false.
-fn requeue_without_p(s: &'static Sched, mp: &'static M, gp: *mut G) -> bool {
-    // SAFETY: gp is ours until we publish it below.
-    unsafe { (*gp).set_status(G_RUNNABLE) };
+/// This M has no P (back from a syscall, or a park after unannounced
+/// blocking), and `requeue` is its goroutine if that must run again: takes
+/// an idle P and returns true (the caller runs `requeue` on it, or goes
+/// back to `schedule`); else queues `requeue` globally — in the same
+/// critical section, so a P that goes idle meanwhile sees it — stops the M
+/// until it is handed a P (unless a goroutine is locked to it: `schedule`
+/// waits for that one) and returns false.
+fn p_or_stop(s: &'static Sched, mp: &'static M, requeue: Option<*mut G>) -> bool {
+    if let Some(gp) = requeue {
+        // SAFETY: gp is ours until we publish it below.
+        unsafe { (*gp).set_status(G_RUNNABLE) };
+    }
     let mut sl = s.lock.lock();
     let pp = pidleget(&mut sl, s);
     if !pp.is_null() {
@@ -723,7 +711,9 @@ fn requeue_without_p(s: &'static Sched, mp: &'static M, gp: *mut G) -> bool {
         acquirep(mp, unsafe { &*pp });
         return true;
     }
-    globrunqput(&mut sl, s, gp);
+    if let Some(gp) = requeue {
+        globrunqput(&mut sl, s, gp);
+    }
     drop(sl);
     if mp.lockedg.load(Ordering::Acquire).is_null() {
         stopm(s, mp);
