@@ -323,8 +323,14 @@ pub(crate) fn pick_p() -> usize {
 /// Arms `task` (as `seq`) to fire at `when` on P `p`'s heap. Callable
 /// from any thread once the runtime runs, and from g0.
 pub(crate) fn add_task_on(p: usize, when: u64, task: Arc<dyn TimerTask>, seq: u64) {
-    let s = crate::sched::sched();
-    if s.allp[p].timers.add(when, TimerAction::Task(task, seq)) {
+    arm_on(p, when, TimerAction::Task(task, seq));
+}
+
+/// Puts `action` on P `p`'s heap for `when`, and tells sysmon if it is now
+/// that heap's earliest. Callable from any thread and from g0 (with or
+/// without a P).
+fn arm_on(p: usize, when: u64, action: TimerAction) {
+    if crate::sched::sched().allp[p].timers.add(when, action) {
         crate::sysmon::timer_added(when);
     }
 }
@@ -379,15 +385,9 @@ pub fn sleep(d: Duration) {
         // This M's P; or, when the goroutine lost it in a plain blocking
         // call just before (the park then runs on a g0 without a P), the
         // next one round-robin (heaps take timers from any thread).
-        let p = pick_p();
-        let earliest = crate::sched::sched().allp[p]
-            .timers
-            .add(deadline, TimerAction::Wake(gp));
+        arm_on(pick_p(), deadline, TimerAction::Wake(gp));
         // From here on the G may be woken and run: touch nothing of the
         // closure's captures.
-        if earliest {
-            crate::sysmon::timer_added(deadline);
-        }
         true
     });
 }
