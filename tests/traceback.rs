@@ -229,24 +229,12 @@ fn deadlock_report_shows_frames() {
 #[ignore = "child process of dump_of_many_goroutines_is_fast"]
 fn child_many_goroutines() {
     gort::run(|| {
-        let (tx, rx) = gort::chan::channel::<()>(0);
-        let hs: Vec<_> = (0..10_000)
-            .map(|_| {
-                let rx = rx.clone();
-                gort::spawn(move || {
-                    let _ = rx.recv();
-                })
-            })
-            .collect();
+        let (tx, hs) = common::parked_receivers(10_000);
         gort::time::sleep(Duration::from_millis(200));
         let t = std::time::Instant::now();
         gort::dump();
         println!("DUMP_MS={}", t.elapsed().as_millis());
-        drop(tx);
-        drop(rx);
-        for h in hs {
-            h.join().unwrap();
-        }
+        common::release(tx, hs);
     });
 }
 

@@ -832,21 +832,9 @@ fn child_runtime_lock_waiters() {
         .collect();
     for round in 0..3 {
         gort::run(|| {
-            let (tx, rx) = gort::chan::channel::<()>(0);
-            let hs: Vec<_> = (0..10_000)
-                .map(|_| {
-                    let rx = rx.clone();
-                    gort::spawn(move || {
-                        let _ = rx.recv();
-                    })
-                })
-                .collect();
+            let (tx, hs) = common::parked_receivers(10_000);
             gort::time::sleep(Duration::from_millis(20));
-            drop(tx);
-            drop(rx);
-            for h in hs {
-                h.join().unwrap();
-            }
+            common::release(tx, hs);
         });
         let s = gort::stats();
         println!("round {round}: {} threads", s.threads);

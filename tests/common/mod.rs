@@ -145,3 +145,27 @@ pub fn expect_child(test: &str, env: &[(&str, &str)], timeout: Duration, marker:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `n` goroutines parked in a receive on one unbuffered channel; returns
+/// its sender and their handles. `release` wakes them all at once (the
+/// close) and joins them.
+pub fn parked_receivers(n: usize) -> (gort::chan::Sender<()>, Vec<gort::JoinHandle<()>>) {
+    let (tx, rx) = gort::chan::channel::<()>(0);
+    let hs = (0..n)
+        .map(|_| {
+            let rx = rx.clone();
+            gort::spawn(move || {
+                let _ = rx.recv();
+            })
+        })
+        .collect();
+    (tx, hs)
+}
+
+/// Closes the channel of `parked_receivers` and joins its goroutines.
+pub fn release(tx: gort::chan::Sender<()>, hs: Vec<gort::JoinHandle<()>>) {
+    drop(tx);
+    for h in hs {
+        h.join().unwrap();
+    }
+}
