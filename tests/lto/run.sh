@@ -46,6 +46,20 @@ lto = "thin"
 debug = "line-tables-only"
 TOML
 
+# check_lines BIN MODE LABEL LINES RE: runs `BIN MODE` (60s at most); it
+# must exit 0 and print exactly LINES lines, each matching RE.
+check_lines() {
+    local bin=$1 mode=$2 label=$3 want=$4 re=$5 rc=0 out lines bad
+    out=$(timeout 60 "$bin" "$mode" 2>"$work/stderr") || rc=$?
+    lines=$(printf '%s\n' "$out" | wc -l)
+    bad=$(printf '%s\n' "$out" | grep -cvE "$re" || true)
+    echo "$label: exit $rc, $lines lines, $bad mangled; $(tail -1 "$work/stderr")"
+    if [ "$rc" -ne 0 ] || [ "$lines" -ne "$want" ] || [ "$bad" -ne 0 ]; then
+        fail=1
+        cat "$work/stderr"
+    fi
+}
+
 line_re='^g[0-7] line [0-9]{5} value [0-9]{20} checksum [0-9]{20}$'
 blocking_re='^g[0-5] step [0-9]{3} (slept|read [0-9]{6}|count [0-9]{6}|value [0-9]{20} checksum [0-9]{20})$'
 for profile in fat fat-nodebug thin; do
@@ -65,25 +79,9 @@ for profile in fat fat-nodebug thin; do
         fail=1
     fi
     for run in 1 2 3; do
-        rc=0
-        out=$(timeout 60 "$bin" print 2>"$work/stderr") || rc=$?
-        lines=$(printf '%s\n' "$out" | wc -l)
-        bad=$(printf '%s\n' "$out" | grep -cvE "$line_re" || true)
-        echo "$profile run $run: exit $rc, $lines lines, $bad mangled; $(tail -1 "$work/stderr")"
-        if [ "$rc" -ne 0 ] || [ "$lines" -ne 2400 ] || [ "$bad" -ne 0 ]; then
-            fail=1
-            cat "$work/stderr"
-        fi
+        check_lines "$bin" print "$profile run $run" 2400 "$line_re"
     done
-    rc=0
-    out=$(timeout 60 "$bin" blocking 2>"$work/stderr") || rc=$?
-    lines=$(printf '%s\n' "$out" | wc -l)
-    bad=$(printf '%s\n' "$out" | grep -cvE "$blocking_re" || true)
-    echo "$profile blocking: exit $rc, $lines lines, $bad mangled; $(tail -1 "$work/stderr")"
-    if [ "$rc" -ne 0 ] || [ "$lines" -ne 240 ] || [ "$bad" -ne 0 ]; then
-        fail=1
-        cat "$work/stderr"
-    fi
+    check_lines "$bin" blocking "$profile blocking" 240 "$blocking_re"
     if [ "$profile" != fat-nodebug ]; then
         rc=0
         timeout 60 "$bin" spin 2>"$work/stderr" || rc=$?
