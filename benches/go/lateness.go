@@ -12,7 +12,7 @@ import (
 // The sleep is a runtime timer: it fires when a P next looks at its timers
 // (in schedule, i.e. when preemption stops a spinner), as gort::time::sleep.
 func lateness(n uint64) string {
-	return withSpinners(n, func() { time.Sleep(time.Millisecond) })
+	return withSpinners(n, sleep1ms)
 }
 
 // lateness_syscall: the same with the sleep done as a blocking 1ms
@@ -21,6 +21,20 @@ func lateness(n uint64) string {
 func latenessSyscall(n uint64) string {
 	return withSpinners(n, func() { nanosleep(time.Millisecond) })
 }
+
+// lateBy runs sleep, meant to take 1ms, and returns how much longer it
+// took (0 if it did not).
+func lateBy(sleep func()) time.Duration {
+	t0 := time.Now()
+	sleep()
+	d := time.Since(t0) - time.Millisecond
+	if d < 0 {
+		d = 0
+	}
+	return d
+}
+
+func sleep1ms() { time.Sleep(time.Millisecond) }
 
 // withSpinners runs the sleeper loop (n times sleep) while `spinners`
 // goroutines keep every P busy; returns the lateness fields.
@@ -31,13 +45,7 @@ func withSpinners(n uint64, sleep func()) string {
 	go func() {
 		v := make([]time.Duration, 0, n)
 		for i := uint64(0); i < n; i++ {
-			t0 := time.Now()
-			sleep()
-			d := time.Since(t0) - time.Millisecond
-			if d < 0 {
-				d = 0
-			}
-			v = append(v, d)
+			v = append(v, lateBy(sleep))
 		}
 		late <- v
 	}()

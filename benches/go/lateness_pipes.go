@@ -51,13 +51,7 @@ func latenessPipes(n uint64) string {
 	}
 	v := make([]time.Duration, 0, n)
 	for i := uint64(0); i < n; i++ {
-		t0 := time.Now()
-		time.Sleep(time.Millisecond)
-		d := time.Since(t0) - time.Millisecond
-		if d < 0 {
-			d = 0
-		}
-		v = append(v, d)
+		v = append(v, lateBy(sleep1ms))
 	}
 	atomic.StoreUint32(&stop, 1)
 	<-fed

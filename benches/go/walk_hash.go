@@ -74,13 +74,7 @@ func walkHash(n uint64) string {
 		var v []time.Duration
 		// At least one sample, however short the walk.
 		for {
-			t0 := time.Now()
-			time.Sleep(time.Millisecond)
-			d := time.Since(t0) - time.Millisecond
-			if d < 0 {
-				d = 0
-			}
-			v = append(v, d)
+			v = append(v, lateBy(sleep1ms))
 			if atomic.LoadUint32(&done) != 0 {
 				break
 			}
