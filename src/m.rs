@@ -3,8 +3,9 @@
 //! Every M has a scheduler stack (`g0`: the pthread's own stack, where
 //! `schedule` loops) and a signal stack (installed with `sigaltstack` in
 //! `minit`, so the SIGSEGV of a goroutine stack overflow can be reported
-//! and the SIGURG handler's frame walk has room). Ms are created on demand by `startm`, live for the rest of the
-//! process, and park on their `park` note when idle.
+//! and the SIGURG handler's frame walk has room). Ms are created on demand
+//! by `startm`, live for the rest of the process, and park on their `park`
+//! note when idle.
 //!
 //! # Thread creation (DESIGN §1)
 //!

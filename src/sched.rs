@@ -1263,9 +1263,10 @@ pub(crate) fn gosched() {
 
 /// Parks the current goroutine. `publish` runs on g0 once the goroutine's
 /// context is saved (on an M that may hold no P: after the goroutine lost
-/// it in a plain blocking call, see `mcall_without_p`); it must make the G reachable by its waker (who will
-/// call `ready`) and return true, or return false to resume at once. It must
-/// not touch its captures after the step that publishes the G.
+/// it in a plain blocking call, see `mcall_without_p`); it must make the G
+/// reachable by its waker (who will call `ready`) and return true, or
+/// return false to resume at once. It must not touch its captures after
+/// the step that publishes the G.
 pub(crate) fn park(reason: WaitReason, publish: &mut dyn FnMut(*mut G) -> bool) {
     let mp = getm().expect("park outside an M");
     let gp = mp.curg();
