@@ -85,6 +85,11 @@ pub(crate) struct M {
     /// What to do after the current G switches to g0.
     pub(crate) after: Cell<After>,
     pub(crate) park_fn: Cell<Option<ParkFn>>,
+    /// What the goroutine had asked of `mcall` when it found its M without
+    /// a P and queued itself instead (`After::ExitSyscall`): a yield or a
+    /// preemption still ends its run slice as one (traces). `Nothing` for
+    /// a plain return from a syscall.
+    pub(crate) asked_without_p: Cell<After>,
     /// xorshift state for steal order.
     pub(crate) rng: Cell<u64>,
     /// This thread's `gort_tls_stackguard` word (set by `minit`); sysmon
@@ -143,6 +148,7 @@ impl M {
             locks: Locks(AtomicU32::new(1)),
             after: Cell::new(After::Nothing),
             park_fn: Cell::new(None),
+            asked_without_p: Cell::new(After::Nothing),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1),
             stackguard_slot: Cell::new(std::ptr::null_mut()),
             signal_pending: AtomicBool::new(false),

@@ -680,7 +680,12 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
                 return;
             }
             After::ExitSyscall => {
-                crate::exectrace::go_stop(g, crate::exectrace::Stop::NoP); // exectrace
+                let why = match mp.asked_without_p.replace(After::Nothing) {
+                    After::Preempt => crate::exectrace::Stop::Preempt,
+                    After::Yield => crate::exectrace::Stop::Yield,
+                    _ => crate::exectrace::Stop::NoP,
+                };
+                crate::exectrace::go_stop(g, why); // exectrace
                 if p_or_stop(s, mp, Some(gp)) {
                     continue; // run gp again on the new P
                 }
@@ -1218,6 +1223,7 @@ fn mcall_without_p(mut mp: &'static M, gp: *mut G, after: After) -> Option<&'sta
     while !crate::unannounced::take_idle_p(mp) {
         let park_fn = mp.park_fn.take();
         mp.after.set(After::ExitSyscall);
+        mp.asked_without_p.set(after);
         // SAFETY: we are gp, running on mp: saves into gp's own context
         // slot and resumes mp's g0, which is suspended in execute().
         unsafe { arch::gort_switch((*gp).sched_sp.get(), *mp.g0_sp.get()) };
