@@ -79,7 +79,7 @@ static WAKE_AT: AtomicU64 = AtomicU64::new(0);
 pub(crate) fn timer_added(when: u64) {
     // An M blocked in the netpoller also sleeps until a timer.
     crate::netpoll::timer_added(when);
-    if when < WAKE_AT.load(Ordering::SeqCst) {
+    if when.saturating_add(TIMER_LATE_NS) < WAKE_AT.load(Ordering::SeqCst) {
         let s = crate::sched::sched();
         WAKE_AT.store(0, Ordering::SeqCst);
         s.sysmon_note.wakeup();
@@ -94,9 +94,12 @@ fn sleep_for(s: &Sched, d: Duration, deadline: bool) {
     let now = crate::timer::nanotime();
     WAKE_AT.store(now.saturating_add(d.as_nanos() as u64), Ordering::SeqCst);
     // Re-check after publishing: a timer added just before is seen here.
-    // An already overdue timer does not shorten the sleep (the P that owns
-    // it is busy and will run it at its next schedule; sysmon must not spin).
-    let next = crate::timer::next_timer(s);
+    // sysmon wakes when the earliest timer is TIMER_LATE_NS late: if its P
+    // is busy, retake then ends the running goroutine's slice (an idle P's
+    // M runs it on time by itself). A timer already that late does not
+    // shorten the sleep: retake asked for it, and the caller's `d` says
+    // when to look again (sysmon must not spin).
+    let next = crate::timer::next_timer(s).saturating_add(TIMER_LATE_NS);
     let until_timer = Duration::from_nanos(next.saturating_sub(now));
     let for_timer = next > now && until_timer < d;
     // Precise only when a timer is due: see SLACK_ROUND.
@@ -115,6 +118,20 @@ fn sleep_for(s: &Sched, d: Duration, deadline: bool) {
 /// goroutine's slice for it (ns): a P that switches goroutines runs its
 /// timers by then on its own.
 const TIMER_LATE_NS: u64 = 50_000;
+/// Whether `pp`'s earliest timer is TIMER_LATE_NS late at `now_ns`.
+pub(crate) fn timer_overdue(pp: &crate::p::P, now_ns: u64) -> bool {
+    pp.timers
+        .timer0
+        .load(Ordering::Relaxed)
+        .saturating_add(TIMER_LATE_NS)
+        <= now_ns
+}
+
+/// After asking a busy P to run an overdue timer, sysmon looks again this
+/// soon (then twice as long each round it is still overdue, up to the round
+/// delay): a goroutine that was in the kernel got only the cooperative
+/// request, and gets the signal once it is back in user code.
+const TIMER_RECHECK: Duration = Duration::from_micros(50);
 
 /// Timer slack (ns) of sysmon's sleeps that end at a timer's deadline:
 /// the timer should run on time.
@@ -196,12 +213,16 @@ fn sysmon(s: &'static Sched) -> ! {
     // When retake wants to look at a thread that may be blocked in the
     // kernel (nanotime).
     let mut look_at: Option<u64> = None;
+    // Set while a busy P's timer is overdue: when to look again (see
+    // TIMER_RECHECK).
+    let mut timer_recheck: Option<Duration> = None;
     loop {
         if idle == 0 {
             delay = MIN_DELAY;
         } else if idle > 50 {
             delay = (delay * 2).min(max_delay);
         }
+        let round = timer_recheck.map_or(delay, |r| r.min(delay));
         // Wake when the earliest running slice ends, so that every slice
         // lasts about `slice`, not up to a round delay more (fairness).
         let until_slice = slice_end.map(|e| e.saturating_duration_since(Instant::now()));
@@ -209,11 +230,11 @@ fn sysmon(s: &'static Sched) -> ! {
             .map(|t| Duration::from_nanos(t.saturating_sub(crate::timer::nanotime())))
             .map(|d| d.max(MIN_DELAY));
         match (until_slice, until_look) {
-            (Some(u), l) if u < delay && l.is_none_or(|l| u <= l) => {
+            (Some(u), l) if u < round && l.is_none_or(|l| u <= l) => {
                 sleep_for(s, u.max(MIN_DELAY), true)
             }
-            (_, Some(l)) if l < delay => sleep_for(s, l, false),
-            _ => sleep_for(s, delay, false),
+            (_, Some(l)) if l < round => sleep_for(s, l, false),
+            _ => sleep_for(s, round, false),
         }
         if KICKED.swap(0, Ordering::AcqRel) != 0 {
             idle = 0;
@@ -289,9 +310,14 @@ fn sysmon(s: &'static Sched) -> ! {
 
         let now = Instant::now();
         mon.follow_lost(s, s.async_preempt.load(Ordering::Acquire));
-        let (retaken, end, look) = retake(s, &mut ticks, &mut mon, now);
+        let (retaken, end, look, timer_late) = retake(s, &mut ticks, &mut mon, now);
         slice_end = end;
         look_at = look;
+        timer_recheck = match (timer_late, timer_recheck) {
+            (false, _) => None,
+            (true, None) => Some(TIMER_RECHECK),
+            (true, Some(r)) => Some((r * 2).min(max_delay)),
+        };
         if retaken > 0 {
             idle = 0;
         } else {
@@ -323,15 +349,17 @@ fn next_duty(s: &Sched, last_scavenge: Instant, last_maintenance: Instant) -> Du
 
 /// Preempts long-running goroutines and takes Ps back from syscalls,
 /// announced or not (`unannounced`). Returns how many Ps it took back,
-/// when the earliest time slice running now ends, and when it wants to
-/// look at a thread that may be blocked in the kernel (nanotime).
+/// when the earliest time slice running now ends, when it wants to look at
+/// a thread that may be blocked in the kernel (nanotime), and whether a
+/// busy P's timer is overdue (its goroutine was asked to stop for it).
 fn retake(
     s: &'static Sched,
     ticks: &mut [PTick],
     mon: &mut crate::unannounced::Monitor,
     now: Instant,
-) -> (u32, Option<Instant>, Option<u64>) {
+) -> (u32, Option<Instant>, Option<u64>, bool) {
     let mut n = 0;
+    let mut timer_late = false;
     let mut slice_end: Option<Instant> = None;
     let mut look_at: Option<u64> = None;
     let slice = s.config.time_slice;
@@ -366,15 +394,9 @@ fn retake(
         // short plain calls, puts off to the end of its slice (a 1ms ticker
         // beside 8 cold-cache file readers woke 4-5ms late at p50). The
         // goroutine's slice is over now.
-        if status == P_RUNNING
-            && pp
-                .timers
-                .timer0
-                .load(Ordering::Relaxed)
-                .saturating_add(TIMER_LATE_NS)
-                <= now_ns
-        {
+        if status == P_RUNNING && timer_overdue(pp, now_ns) {
             slice_over = true;
+            timer_late = true;
         }
         if status == P_RUNNING {
             let mut end = pd.schedwhen + slice;
@@ -446,7 +468,7 @@ fn retake(
             }
         }
     }
-    (n, slice_end, look_at)
+    (n, slice_end, look_at, timer_late)
 }
 
 /// How often the scavenger looks: every second, or more often for short
