@@ -12,7 +12,9 @@
 #    slice. Go's slice (forcePreemptNS) is fixed at 10ms, so its figure is
 #    the same in both settings (measured once). With the targets. For
 #    information, lateness_syscall: the sleep done as a blocking nanosleep
-#    syscall on both sides instead of a runtime timer.
+#    syscall on both sides instead of a runtime timer. lateness_pipes: the
+#    1ms sleeper beside 8 goroutines in blocking pipe reads, plain std
+#    reads in gort (unannounced), announced reads in Go (target p99 ≤ 2×).
 #
 #   benches/go/compare.sh [FILTER]
 #
@@ -64,6 +66,9 @@ LATENCY_ROWS=(
     "fairness 1 100 n=2000"
     "handoff 1 10000 n=200"
     "handoff 1 100 n=200"
+    # Beside 8 goroutines in plain blocking pipe reads (gort: unannounced
+    # std reads; Go: announced): target p99 ≤ 2× Go's.
+    "lateness_pipes 1 10000 n=300"
 )
 DEFAULT_SLICE_US=10000
 
@@ -149,7 +154,9 @@ for row in "${LATENCY_ROWS[@]}"; do
     go_line="${GO_CACHE[$key]}"
     # Targets: p99 latency no worse than Go's at the default slice, at
     # least 10x better at a shorter one; fairness at least Go's.
-    if [[ "$slice_us" == "$DEFAULT_SLICE_US" ]]; then
+    if [[ "$workload" == lateness_pipes ]]; then
+        max_ratio=2 target="≤ 2"
+    elif [[ "$slice_us" == "$DEFAULT_SLICE_US" ]]; then
         max_ratio=1 target="≤ 1"
     else
         max_ratio=0.1 target="≤ 0.1"

@@ -20,6 +20,10 @@
 //
 // The number of Ps comes from GOMAXPROCS (compare.sh sets it). Each
 // workload lives in its own file and registers itself in `workloads`.
+//
+// GORTBENCH_TRACE=path runs the whole command under Go's execution tracer
+// (runtime/trace, written to path): to compare the tracers' costs, as
+// gort's side does with GORT_TRACE.
 package main
 
 import (
@@ -27,6 +31,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"runtime/trace"
 	"sort"
 	"strconv"
 	"strings"
@@ -94,6 +99,19 @@ func main() {
 	}
 	if runs == 0 {
 		fail("runs must be at least 1")
+	}
+	if path := os.Getenv("GORTBENCH_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fail("GORTBENCH_TRACE: %v", err)
+		}
+		if err := trace.Start(f); err != nil {
+			fail("GORTBENCH_TRACE: %v", err)
+		}
+		defer func() {
+			trace.Stop()
+			f.Close()
+		}()
 	}
 
 	if w.once != nil {
