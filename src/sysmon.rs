@@ -419,10 +419,16 @@ fn retake(
             }
             if slice_over {
                 if let Some(mp) = mp {
-                    // No signal to a thread that sits in the kernel: it
+                    // A thread seen running that sits in the kernel now:
+                    // its P goes if work waits for it; else no signal (it
                     // would be rejected, and would cut short a call with
-                    // a timeout (EINTR). The cooperative request stays.
-                    let signal = async_ok && mon.may_signal(mp, ran);
+                    // a timeout: EINTR). The cooperative request stays.
+                    let in_syscall = ran && mon.in_syscall(mp);
+                    if in_syscall && mon.take_overstayed(s, pp, mp, &mut pd.watch) {
+                        n += 1;
+                        continue;
+                    }
+                    let signal = async_ok && ran && !in_syscall;
                     if crate::preempt::preempt_one(mp, signal) {
                         PREEMPT_REQUESTS.fetch_add(1, Ordering::Relaxed);
                         crate::exectrace::retake_preempt(pp, mp); // exectrace

@@ -519,20 +519,75 @@ impl Monitor {
             }
             return seen;
         }
+        seen.handed_off = self.take(s, pp, mp, w, w.since, warn_due);
+        seen
+    }
+
+    /// `pp`'s goroutine used up its slice (or a timer of the P is
+    /// overdue) and its thread, seen running since the last look, sits in
+    /// a system call now: if work waits for the P, hands it off at once.
+    /// The watch would not: the CPU clock of a thread in a long read of a
+    /// cold file keeps moving (the kernel copies between disk waits), so
+    /// it never stands still for the handoff delay — a 1ms ticker beside
+    /// such readers waited 40ms for its P. Returns whether it handed off.
+    pub(crate) fn take_overstayed(
+        &mut self,
+        s: &'static Sched,
+        pp: &'static P,
+        mp: &'static M,
+        w: &mut Watch,
+    ) -> bool {
+        let now = crate::timer::nanotime();
+        if self.handoff.is_none()
+            || (pp.runq.is_empty()
+                && s.runqsize.load(Ordering::Relaxed) == 0
+                && !crate::sysmon::timer_overdue(pp, now))
+        {
+            return false;
+        }
+        let since = if std::ptr::eq(w.m, mp) { w.since } else { now };
+        self.take(s, pp, mp, w, since, false)
+    }
+
+    /// Hands off `pp` from `mp` if its goroutine sits in a system call
+    /// outside the runtime (the commit protocol of the module docs);
+    /// `since`: when it was first seen there; `warn_due`: print the
+    /// blockwarn line too. Returns whether it handed the P off.
+    fn take(
+        &mut self,
+        s: &'static Sched,
+        pp: &'static P,
+        mp: &'static M,
+        w: &mut Watch,
+        since: u64,
+        warn_due: bool,
+    ) -> bool {
+        let now = crate::timer::nanotime();
+        let Some(cpu) = thread_cpu_ns(mp) else {
+            return false;
+        };
+        let gp = mp.curg();
+        // SAFETY: Gs are never freed.
+        let Some(g) = (unsafe { gp.as_ref() }) else {
+            return false; // g0: the scheduler's own wait
+        };
+        if mp.locks.get() != 0 || g.status() != G_RUNNING {
+            return false; // runtime code: never taken from
+        }
         let tag = p_blocked(mp);
         if pp
             .status
             .compare_exchange(P_RUNNING, tag, Ordering::SeqCst, Ordering::SeqCst)
             .is_err()
         {
-            return seen;
+            return false;
         }
         if !std::ptr::eq(pp.m.load(Ordering::Acquire), mp) {
             // The P changed hands since we read its M: not this one's.
             let _ = pp
                 .status
                 .compare_exchange(tag, P_RUNNING, Ordering::SeqCst, Ordering::SeqCst);
-            return seen;
+            return false;
         }
         let state = self.probe.state(mp);
         let nr = match state {
@@ -552,11 +607,11 @@ impl Monitor {
                         .compare_exchange(tag, P_RUNNING, Ordering::SeqCst, Ordering::SeqCst);
                 // Look again a period from now, not every round.
                 w.since = now;
-                return seen;
+                return false;
             }
         };
         g.blocked_nr.store(nr, Ordering::Relaxed);
-        g.blocked_since.store(w.since.max(1), Ordering::Relaxed);
+        g.blocked_since.store(since.max(1), Ordering::Relaxed);
         if pp
             .status
             .compare_exchange(tag, P_IDLE, Ordering::SeqCst, Ordering::SeqCst)
@@ -565,7 +620,7 @@ impl Monitor {
             // The goroutine came back and took its P back first (it may
             // have cleared the mark before we set it).
             g.blocked_since.store(0, Ordering::Relaxed);
-            return seen;
+            return false;
         }
         pp.m.store(std::ptr::null_mut(), Ordering::Release);
         pp.syscalltick.fetch_add(1, Ordering::Relaxed);
@@ -573,9 +628,9 @@ impl Monitor {
         // and then a trace finds at least that many handoff events there.
         crate::exectrace::retake_blocked(pp, g); // exectrace
         HANDOFFS.fetch_add(1, Ordering::Release);
-        let warned = warn_due || w.warned;
+        let warned = warn_due || (std::ptr::eq(w.m, mp) && w.warned);
         if warn_due {
-            warn(s, g, nr, idle_for);
+            warn(s, g, nr, now.saturating_sub(since));
         }
         self.lost.push(Lost {
             m: mp,
@@ -585,16 +640,15 @@ impl Monitor {
         });
         Monitor::reset(w);
         crate::sched::handoff_p(s, pp);
-        seen.handed_off = true;
-        seen
+        true
     }
 
-    /// Whether sysmon should signal `mp` (whose goroutine used up its
-    /// slice): not if the thread sits in the kernel, where the signal
-    /// would only be rejected, and would cut short a call with a timeout
-    /// (EINTR).
-    pub(crate) fn may_signal(&mut self, mp: &M, ran: bool) -> bool {
-        ran && !matches!(self.probe.state(mp), ThreadState::Syscall(_))
+    /// Whether `mp`'s thread sits in a system call now. sysmon does not
+    /// signal such a thread (whose goroutine used up its slice): the
+    /// signal would only be rejected, and would cut short a call with a
+    /// timeout (EINTR).
+    pub(crate) fn in_syscall(&mut self, mp: &M) -> bool {
+        matches!(self.probe.state(mp), ThreadState::Syscall(_))
     }
 
     /// Each round: follows the Ms whose P was taken, until they hold one
