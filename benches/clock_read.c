@@ -21,7 +21,7 @@ static double now_ns(void) {
 
 int main(void) {
     const long n = 100000000;
-    static uint64_t ring[1024];
+    static volatile uint64_t ring[1024];
     volatile uint64_t sink;
     for (int round = 0; round < 3; round++) {
         double t0 = now_ns();
