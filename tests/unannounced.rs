@@ -98,6 +98,33 @@ fn child_std_sleep_loop() {
     println!("CHILD OK");
 }
 
+/// Short sleeps back to back: the thread's CPU clock moves a little at
+/// every wake-up, so it never stands still for the handoff delay, yet the
+/// goroutine spends its slices in `nanosleep`, where a preemption signal
+/// is not sent. sysmon must hand its P off when the slice is over and the
+/// ticker's timer waits. (Before, the ticker got almost nothing.)
+#[test]
+fn short_std_sleeps_beside_ticker() {
+    child("child_short_std_sleeps");
+}
+
+#[test]
+#[ignore = "child process"]
+fn child_short_std_sleeps() {
+    if !common::is_child() {
+        return;
+    }
+    start(1);
+    let (ticks, elapsed) = ticks_during(|| {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    });
+    assert_ticked("short std::thread::sleep loop", ticks, elapsed);
+    println!("CHILD OK");
+}
+
 #[test]
 fn fifo_open_and_read() {
     child("child_fifo");
