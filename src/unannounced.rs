@@ -360,6 +360,16 @@ struct Lost {
     warned: bool,
 }
 
+/// The goroutine `mp` runs, if it runs goroutine code outside the runtime:
+/// not g0 (the scheduler's own waits), no runtime lock or section
+/// (`locks`), status running. Only such a thread's P is ever taken.
+fn in_user_code(mp: &M) -> Option<(*mut G, &'static G)> {
+    let gp = mp.curg();
+    // SAFETY: Gs are never freed.
+    let g: &'static G = unsafe { gp.as_ref() }?;
+    (mp.locks.get() == 0 && g.status() == G_RUNNING).then_some((gp, g))
+}
+
 /// The handoff delay (ns) of a P that has work waiting, when it is
 /// shorter than the configured one: Go hands off an announced syscall's P
 /// after one sysmon round when work waits for it. With 200µs, a 1ms ticker
@@ -503,14 +513,9 @@ impl Monitor {
             seen.look_at = next;
             return seen;
         }
-        let gp = mp.curg();
-        // SAFETY: Gs are never freed.
-        let Some(g) = (unsafe { gp.as_ref() }) else {
-            return seen; // g0: the scheduler's own wait
+        let Some((_, g)) = in_user_code(mp) else {
+            return seen;
         };
-        if mp.locks.get() != 0 || g.status() != G_RUNNING {
-            return seen; // runtime code: never taken from
-        }
         if !due(handoff) {
             // Only the warning is due: look without taking anything.
             if let ThreadState::Syscall(nr) = self.probe.state(mp) {
@@ -566,14 +571,9 @@ impl Monitor {
         let Some(cpu) = thread_cpu_ns(mp) else {
             return false;
         };
-        let gp = mp.curg();
-        // SAFETY: Gs are never freed.
-        let Some(g) = (unsafe { gp.as_ref() }) else {
-            return false; // g0: the scheduler's own wait
+        let Some((gp, g)) = in_user_code(mp) else {
+            return false;
         };
-        if mp.locks.get() != 0 || g.status() != G_RUNNING {
-            return false; // runtime code: never taken from
-        }
         let tag = p_blocked(mp);
         if pp
             .status
