@@ -283,7 +283,9 @@ pub(crate) fn syscall_name(nr: i64) -> std::borrow::Cow<'static, str> {
     }
 }
 
-/// Names of the system calls a goroutine commonly blocks in.
+/// Names of the system calls a goroutine commonly blocks in (sockets,
+/// pipes, locks, sleeps, processes, and the file system calls of `std::fs`
+/// on a cold cache); others print as `syscall N`.
 const SYSCALL_NAMES: &[(i64, &str)] = &[
     (libc::SYS_read, "read"),
     (libc::SYS_write, "write"),
@@ -314,6 +316,26 @@ const SYSCALL_NAMES: &[(i64, &str)] = &[
     (libc::SYS_ioctl, "ioctl"),
     (libc::SYS_splice, "splice"),
     (libc::SYS_copy_file_range, "copy_file_range"),
+    (libc::SYS_getdents64, "getdents64"),
+    (libc::SYS_newfstatat, "newfstatat"),
+    (libc::SYS_statx, "statx"),
+    (libc::SYS_fstat, "fstat"),
+    (libc::SYS_preadv, "preadv"),
+    (libc::SYS_pwritev, "pwritev"),
+    (libc::SYS_mkdirat, "mkdirat"),
+    (libc::SYS_unlinkat, "unlinkat"),
+    (libc::SYS_renameat2, "renameat2"),
+    (libc::SYS_ftruncate, "ftruncate"),
+    (libc::SYS_fallocate, "fallocate"),
+    (libc::SYS_sendfile, "sendfile"),
+    (libc::SYS_sync_file_range, "sync_file_range"),
+    (libc::SYS_getrandom, "getrandom"),
+    (libc::SYS_recvmmsg, "recvmmsg"),
+    (libc::SYS_sendmmsg, "sendmmsg"),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_stat, "stat"),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_lstat, "lstat"),
     #[cfg(target_arch = "x86_64")]
     (libc::SYS_poll, "poll"),
     #[cfg(target_arch = "x86_64")]
@@ -766,6 +788,7 @@ mod tests {
     fn names() {
         assert_eq!(syscall_name(libc::SYS_futex), "futex");
         assert_eq!(syscall_name(libc::SYS_read), "read");
+        assert_eq!(syscall_name(libc::SYS_getdents64), "getdents64");
         assert_eq!(syscall_name(100_000), "syscall 100000");
     }
 }
