@@ -356,14 +356,22 @@ pub(crate) fn wakep() {
     if s.npidle.load(Ordering::SeqCst) == 0 {
         return;
     }
-    if s.nmspinning.load(Ordering::SeqCst) != 0
-        || s.nmspinning
-            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-    {
+    if !try_claim_spinner(s) {
         return;
     }
     startm(s, std::ptr::null_mut(), true);
+}
+
+/// Counts an M the caller is about to start as the spinning one, if no M
+/// spins yet (one spinner at a time looks for work for everyone). The
+/// plain load first keeps the common case, someone spins already, off the
+/// CAS and its exclusive cache line. On true the caller must start the M
+/// with `startm(.., spinning = true)`.
+pub(crate) fn try_claim_spinner(s: &Sched) -> bool {
+    s.nmspinning.load(Ordering::SeqCst) == 0
+        && s.nmspinning
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
 }
 
 /// Runs some M on `pp` (an idle P if null). With `spinning`, the caller has
@@ -542,11 +550,7 @@ pub(crate) fn handoff_p(s: &'static Sched, pp: &'static P) {
         startm(s, ptr, false);
         return;
     }
-    if s.nmspinning.load(Ordering::SeqCst) + s.npidle.load(Ordering::SeqCst) == 0
-        && s.nmspinning
-            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-    {
+    if s.npidle.load(Ordering::SeqCst) == 0 && try_claim_spinner(s) {
         startm(s, ptr, true);
         return;
     }

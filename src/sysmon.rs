@@ -280,10 +280,7 @@ fn sysmon(s: &'static Sched) -> ! {
         // (it runs every P's expired timers while looking for work).
         if crate::timer::next_timer(s) <= crate::timer::nanotime()
             && s.npidle.load(Ordering::SeqCst) > 0
-            && s.nmspinning.load(Ordering::SeqCst) == 0
-            && s.nmspinning
-                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
+            && crate::sched::try_claim_spinner(s)
         {
             crate::sched::startm(s, std::ptr::null_mut(), true);
             idle = 0;
