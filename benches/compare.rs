@@ -94,6 +94,12 @@
 //!   per-file hashes: the same on both sides for the same tree). Go's
 //!   side reads with `os.ReadFile` (announced syscalls). Meant to be run
 //!   on a cold page cache: `benches/go/walk.sh`.
+//! - `timers_lateness`: `n` goroutines spawned at once, goroutine `i`
+//!   sleeping 1–100ms (`late_duration`) with `gort::time::sleep` (Go:
+//!   `time.Sleep`) and recording how late it woke; lateness percentiles
+//!   and `wall_ms=` (first spawn to last wake-up).
+//!   `timers_barrier`: the same with every goroutine sleeping 50ms, so
+//!   the timers fire together.
 //!
 //! Before the spinning workloads start, the main goroutine waits until
 //! asynchronous preemption is active (the code map is built in the
@@ -208,6 +214,18 @@ const WORKLOADS: &[Workload] = &[
         default_n: 100_000,
         smoke_n: 1000,
         kind: Kind::Throughput(timers_sleep),
+    },
+    Workload {
+        name: "timers_lateness",
+        default_n: 100_000,
+        smoke_n: 1000,
+        kind: Kind::Once(timers_lateness),
+    },
+    Workload {
+        name: "timers_barrier",
+        default_n: 100_000,
+        smoke_n: 1000,
+        kind: Kind::Once(timers_barrier),
     },
     Workload {
         name: "tcp_echo",
@@ -901,6 +919,50 @@ fn timers_sleep(n: u64) -> (Duration, u64) {
         h.join().expect("goroutine panicked");
     }
     (start.elapsed(), n)
+}
+
+/// The sleep of goroutine `i` in `timers_lateness`: 1–100ms, spread by a
+/// fixed formula (the Go side uses the same).
+fn late_duration(i: u64) -> Duration {
+    Duration::from_micros(1000 + (i * 7919) % 99001)
+}
+
+/// Runs on the main goroutine: `n` goroutines, goroutine `i` sleeping
+/// `dur(i)` and recording how late it woke. Prints the lateness
+/// percentiles and the wall time from the first spawn to the last wake-up.
+fn timers_lateness_of(n: u64, dur: fn(u64) -> Duration) -> String {
+    let start = Instant::now();
+    let handles: Vec<gort::JoinHandle<Duration>> = (0..n)
+        .map(|i| {
+            gort::spawn(move || {
+                let d = dur(i);
+                let t = Instant::now();
+                gort::time::sleep(d);
+                t.elapsed().saturating_sub(d)
+            })
+        })
+        .collect();
+    let late: Vec<Duration> = handles
+        .into_iter()
+        .map(|h| h.join().expect("sleeper panicked"))
+        .collect();
+    let wall = start.elapsed();
+    format!(
+        "{} wall_ms={:.1}",
+        latency_fields(late),
+        wall.as_micros() as f64 / 1000.0
+    )
+}
+
+/// `timers_lateness`: sleeps of 1–100ms (`late_duration`).
+fn timers_lateness(n: u64) -> String {
+    timers_lateness_of(n, late_duration)
+}
+
+/// `timers_barrier`: every goroutine sleeps 50ms from about the same
+/// moment, so the timers fire at once.
+fn timers_barrier(n: u64) -> String {
+    timers_lateness_of(n, |_| Duration::from_millis(50))
 }
 
 /// Client goroutines in `tcp_echo`.

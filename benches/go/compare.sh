@@ -69,6 +69,10 @@ LATENCY_ROWS=(
     # Beside 8 goroutines in plain blocking pipe reads (gort: unannounced
     # std reads; Go: announced): target p99 ≤ 2× Go's.
     "lateness_pipes 1 10000 n=300"
+    # 100,000 goroutines sleeping 1–100ms / all 50ms: timer lateness
+    # (target p99 ≤ 1× Go's).
+    "timers_lateness 2 10000 n=100000"
+    "timers_barrier 2 10000 n=100000"
 )
 DEFAULT_SLICE_US=10000
 
