@@ -421,7 +421,7 @@ fn retake(
                     // would be rejected, and would cut short a call with
                     // a timeout: EINTR). The cooperative request stays.
                     let in_syscall = ran && mon.in_syscall(mp);
-                    if in_syscall && mon.take_overstayed(s, pp, mp, &mut pd.watch) {
+                    if in_syscall && mon.take_overstayed(s, pp, mp, &mut pd.watch, now_ns) {
                         n += 1;
                         continue;
                     }

@@ -382,6 +382,12 @@ struct Lost {
     warned: bool,
 }
 
+/// Work waits for `pp` itself: a goroutine in its local queue, or an
+/// overdue timer (the ticker beside cold-cache file readers).
+fn local_work_waits(pp: &P, now: u64) -> bool {
+    !pp.runq.is_empty() || crate::sysmon::timer_overdue(pp, now)
+}
+
 /// The goroutine `mp` runs, if it runs goroutine code outside the runtime:
 /// not g0 (the scheduler's own waits), no runtime lock or section
 /// (`locks`), status running. Only such a thread's P is ever taken.
@@ -485,9 +491,7 @@ impl Monitor {
         w: &mut Watch,
     ) -> Seen {
         let now = crate::timer::nanotime();
-        // Work waits for this P: a goroutine in its queue, or an overdue
-        // timer (the ticker beside cold-cache file readers).
-        let urgent = !pp.runq.is_empty() || crate::sysmon::timer_overdue(pp, now);
+        let urgent = local_work_waits(pp, now);
         let handoff = self.handoff_for(urgent);
         let mut seen = Seen {
             ran: true,
@@ -557,18 +561,17 @@ impl Monitor {
     /// cold file keeps moving (the kernel copies between disk waits), so
     /// it never stands still for the handoff delay — a 1ms ticker beside
     /// such readers waited 40ms for its P. Returns whether it handed off.
+    /// `now`: nanotime.
     pub(crate) fn take_overstayed(
         &mut self,
         s: &'static Sched,
         pp: &'static P,
         mp: &'static M,
         w: &mut Watch,
+        now: u64,
     ) -> bool {
-        let now = crate::timer::nanotime();
         if self.handoff.is_none()
-            || (pp.runq.is_empty()
-                && s.runqsize.load(Ordering::Relaxed) == 0
-                && !crate::sysmon::timer_overdue(pp, now))
+            || !(local_work_waits(pp, now) || s.runqsize.load(Ordering::Relaxed) > 0)
         {
             return false;
         }
