@@ -20,6 +20,12 @@ fn child(test: &str) {
     common::expect_child(test, &[], LIMIT, "CHILD OK");
 }
 
+/// `child`, with no other scenario running beside it (see CPU_HOGS).
+fn child_alone(test: &str) {
+    let _alone = CPU_HOGS.write().unwrap_or_else(|e| e.into_inner());
+    common::expect_child(test, &[], LIMIT, "CHILD OK");
+}
+
 /// Held for writing by the scenario that starts CPU-hogging threads, for
 /// reading by every other: the ticker bounds below assume the tests beside
 /// them do not take the CPUs away (under qemu-user, the hogs left a 1ms
@@ -29,6 +35,16 @@ static CPU_HOGS: std::sync::RwLock<()> = std::sync::RwLock::new(());
 /// The scenarios run with the defaults: the handoff is on out of the box.
 fn start(procs: usize) {
     gort::Builder::new().procs(procs).start().unwrap();
+}
+
+/// `start` with the shortest unannounced handoff delay (more handoffs to
+/// race with).
+fn start_quick_handoff(procs: usize) {
+    gort::Builder::new()
+        .procs(procs)
+        .unannounced_handoff(Some(gort::MIN_UNANNOUNCED_HANDOFF))
+        .start()
+        .unwrap();
 }
 
 /// Runs `block` on a goroutine beside a goroutine ticking every 1ms
@@ -859,8 +875,7 @@ fn child_locked() {
 /// the process grew thousands of threads.)
 #[test]
 fn runtime_lock_waiters_keep_their_processor() {
-    let _alone = CPU_HOGS.write().unwrap_or_else(|e| e.into_inner());
-    common::expect_child("child_runtime_lock_waiters", &[], LIMIT, "CHILD OK");
+    child_alone("child_runtime_lock_waiters");
 }
 
 #[test]
@@ -869,11 +884,7 @@ fn child_runtime_lock_waiters() {
     if !common::is_child() {
         return;
     }
-    gort::Builder::new()
-        .procs(2)
-        .unannounced_handoff(Some(gort::MIN_UNANNOUNCED_HANDOFF))
-        .start()
-        .unwrap();
+    start_quick_handoff(2);
     // Plain threads that compete for the CPUs, as other processes do on a
     // loaded machine: a thread holding the channel lock is then sometimes
     // descheduled, and its waiters sit in `futex` long enough for sysmon.
@@ -929,11 +940,7 @@ fn child_park_after_handoff() {
     if !common::is_child() {
         return;
     }
-    gort::Builder::new()
-        .procs(1)
-        .unannounced_handoff(Some(gort::MIN_UNANNOUNCED_HANDOFF))
-        .start()
-        .unwrap();
+    start_quick_handoff(1);
     let got = gort::run(|| {
         let (tx, rx) = gort::chan::channel::<u64>(0);
         let receiver = gort::spawn(move || {
