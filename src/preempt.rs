@@ -228,11 +228,13 @@ pub(crate) fn is_async_safe_point(g: &G, pc: usize, sp: usize) -> bool {
 /// Called by the trampoline on the goroutine's stack with every register of
 /// the interrupted code saved (x86_64: the vector state in `area`, this
 /// M's save area; aarch64: null, the state is in the copied signal frame).
-/// Yields if the goroutine's frames allow it. Returns the area the
-/// trampoline restores the vector state from: `area` itself if the
-/// goroutine did not yield, else the area of the M it resumed on.
+/// `saved` is the lowest word of the interrupted state the trampoline
+/// keeps on the goroutine stack (its general registers); the interrupted
+/// frames lie above it. Yields if the goroutine's frames allow it. Returns
+/// the area the trampoline restores the vector state from: `area` itself
+/// if the goroutine did not yield, else the area of the M it resumed on.
 #[no_mangle]
-extern "C" fn gort_async_preempt2(area: *mut u8) -> *mut u8 {
+extern "C" fn gort_async_preempt2(area: *mut u8, saved: *mut usize) -> *mut u8 {
     let locked = LockedM::acquire();
     let Some(lm) = locked.as_ref() else {
         return area;
@@ -260,12 +262,62 @@ extern "C" fn gort_async_preempt2(area: *mut u8) -> *mut u8 {
     // errno is per thread in glibc: the interrupted code may be between a
     // failing call and its read of errno, and may resume on another M.
     let errno = errno();
+    let errno_here = errno_location();
     drop(locked);
     ASYNC.fetch_add(1, Ordering::Relaxed);
     crate::exectrace::preempted(g, true); // exectrace
     gopreempt();
     set_errno(errno);
+    let errno_now = errno_location();
+    if errno_now != errno_here {
+        if let Some(stack) = g.stack.get() {
+            // SAFETY: [saved, stack.hi) is this goroutine's own stack above
+            // the trampoline's frame: the saved registers and the frames of
+            // the interrupted code, all suspended below us until we return;
+            // nothing else reads or writes them meanwhile.
+            unsafe { rebind_errno_address(saved as usize, stack.hi, errno_here, errno_now) };
+        }
+    }
     arch::unstash_vector_state(save)
+}
+
+/// The interrupted code may hold the address of its old thread's errno
+/// (the result of `__errno_location`, not yet dereferenced) in a register
+/// or spilled to its frame: unoptimised code keeps it in a stack slot only
+/// while it checks the pointer's alignment. After a move to another M it
+/// would read or write the old thread's errno, which belongs to whatever
+/// runs there now. Rewrites every word of `[lo, hi)` — the saved registers
+/// and the interrupted frames — equal to `from` (the old M's errno
+/// address) into `to` (this M's). A word can only equal `from` by holding
+/// that address: it is a TLS address of another thread, which goroutine
+/// code obtains only from `__errno_location` on that thread (a dead slot
+/// that still holds it is rewritten harmlessly). The scan covers the used
+/// part of the goroutine stack and runs only when the goroutine moved.
+///
+/// # Safety
+///
+/// `[lo, hi)` must be memory of the calling goroutine's stack that nothing
+/// else uses during the call (frames suspended above the caller's).
+unsafe fn rebind_errno_address(lo: usize, hi: usize, from: usize, to: usize) {
+    let word = std::mem::size_of::<usize>();
+    let mut a = lo.next_multiple_of(word);
+    while a + word <= hi {
+        let p = a as *mut usize;
+        // SAFETY: `p` is an aligned word inside [lo, hi), which the caller
+        // guarantees is this goroutine's own idle stack memory.
+        unsafe {
+            if p.read_volatile() == from {
+                p.write_volatile(to);
+            }
+        }
+        a += word;
+    }
+}
+
+/// The address of the calling thread's errno.
+fn errno_location() -> usize {
+    // SAFETY: __errno_location has no preconditions.
+    unsafe { libc::__errno_location() as usize }
 }
 
 /// The calling thread's errno.

@@ -211,19 +211,6 @@ extern "C" fn sigurg_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: 
         return;
     }
     let uc = ctx as *mut libc::ucontext_t;
-    // Code that just got the address of this thread's errno (the return
-    // of `__errno_location`) and has not read it yet would read another
-    // M's errno if the goroutine moved: not a safe point while a register
-    // holds that address. (Under qemu-user, which delivers signals where a
-    // translated block starts, as right after a call returns, the errno
-    // test saw 1 wrong read in 354.) A false match only delays the
-    // preemption to the next request. A spilled copy is not looked for.
-    // SAFETY: ctx is the handler's ucontext; __errno_location only returns
-    // this thread's errno slot.
-    if unsafe { crate::arch::ctx_holds(uc, libc::__errno_location() as usize) } {
-        crate::preempt::REJECTED.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
     // SAFETY: ctx is the handler's ucontext.
     let (pc, sp) = unsafe { crate::arch::ctx_pc_sp(uc) };
     if !crate::preempt::is_async_safe_point(g, pc, sp) {

@@ -36,7 +36,8 @@
  *        through us into the interrupted function; every other register is
  *        as interrupted and its authoritative copy is in the frame above.
  * Calls: gort_async_preempt2(x0 = 0: no separate vector save area, the
- *        state is in the copy) with sp = T (16-aligned).  It may switch to
+ *        state is in the copy; x1 = T: the interrupted state and frames
+ *        lie from there up, for its errno fix-up) with sp = T (16-aligned).  It may switch to
  *        the scheduler and return later on another thread; it may clobber
  *        any register (callee-saved ones included): nothing is kept in
  *        registers across the call, everything comes back from the copy.
@@ -92,6 +93,7 @@ FUNC_BEGIN(gort_async_preempt)
     .cfi_offset PC_COLUMN, PC_OFF - CFA_OFF
     hint #34                        /* bti c (a NOP without BTI) */
     mov x0, xzr                     /* no save area (result ignored) */
+    mov x1, sp                      /* the interrupted state starts here */
     bl gort_async_preempt2          /* sp = x29 = T, 16-aligned */
 
     /* Maybe on another thread now: make rt_sigreturn's altstack restore

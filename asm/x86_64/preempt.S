@@ -31,8 +31,10 @@
  * Contract:
  * In:    as above; the handler checked there is room on the goroutine stack
  *        and that gort_tls_xsave_area is set on this thread.
- * Calls: gort_async_preempt2(area) with rdi = the M's save area holding the
- *        interrupted vector state, rsp 16-aligned and DF clear. It returns
+ * Calls: gort_async_preempt2(area, saved) with rdi = the M's save area
+ *        holding the interrupted vector state, rsi = rbp - 120 (the saved
+ *        GPRs; the interrupted frames lie above them, for its errno
+ *        fix-up), rsp 16-aligned and DF clear. It returns
  *        when the goroutine may go on (maybe on another thread, maybe after
  *        other goroutines ran on this one), with rax = the save area to
  *        restore the vector state from (the current M's, holding a copy).
@@ -113,6 +115,7 @@ FUNC_BEGIN(gort_async_preempt)
 2:
     cld                              /* the ABI wants DF = 0 at calls */
     movq %rbx, %rdi
+    leaq -120(%rbp), %rsi            /* the saved GPRs, r15 first */
     call gort_async_preempt2         /* rax = the area to restore from */
 
     cmpb $0, gort_use_xsave(%rip)

@@ -191,17 +191,6 @@ pub(crate) unsafe fn ctx_pc_sp(uc: *mut libc::ucontext_t) -> (usize, usize) {
     (mc.pc as usize, mc.sp as usize)
 }
 
-/// Whether a general-purpose register (x0–x30) of the interrupted code
-/// holds `v`.
-///
-/// # Safety
-/// `uc` must be the ucontext the kernel passed to an SA_SIGINFO handler.
-pub(crate) unsafe fn ctx_holds(uc: *mut libc::ucontext_t, v: usize) -> bool {
-    // SAFETY: caller guarantees a valid ucontext.
-    let mc = unsafe { &(*uc).uc_mcontext };
-    mc.regs.iter().any(|&r| r as usize == v)
-}
-
 /// The registers an unwind starts from, in a signal context.
 ///
 /// # Safety

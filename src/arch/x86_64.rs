@@ -291,34 +291,6 @@ pub(crate) unsafe fn ctx_pc_sp(uc: *mut libc::ucontext_t) -> (usize, usize) {
     )
 }
 
-/// Whether a general-purpose register of the interrupted code holds `v`.
-///
-/// # Safety
-/// `uc` must be the ucontext the kernel passed to an SA_SIGINFO handler.
-pub(crate) unsafe fn ctx_holds(uc: *mut libc::ucontext_t, v: usize) -> bool {
-    // SAFETY: caller guarantees a valid ucontext.
-    let gregs = unsafe { &(*uc).uc_mcontext.gregs };
-    [
-        libc::REG_RAX,
-        libc::REG_RBX,
-        libc::REG_RCX,
-        libc::REG_RDX,
-        libc::REG_RSI,
-        libc::REG_RDI,
-        libc::REG_RBP,
-        libc::REG_R8,
-        libc::REG_R9,
-        libc::REG_R10,
-        libc::REG_R11,
-        libc::REG_R12,
-        libc::REG_R13,
-        libc::REG_R14,
-        libc::REG_R15,
-    ]
-    .iter()
-    .any(|&r| gregs[r as usize] as usize == v)
-}
-
 /// The registers an unwind starts from, in a signal context.
 ///
 /// # Safety
