@@ -48,6 +48,18 @@ use std::sync::Arc;
 /// Per-P free G list capacity; beyond it half goes to the global list.
 const GFREE_MAX: usize = 64;
 
+/// Spawning yields while the global run queue holds more goroutines than
+/// this. Spawns are cheap and a goroutine's first run is not (a fresh
+/// stack's page fault, a new region's guards: ~3µs on a VM), so a loop
+/// spawning 100,000 goroutines outran the Ps by far and piled up a
+/// backlog; a goroutine woken meanwhile (a timer, a channel) that
+/// overflowed its P's queue waited behind all of it — 100 ms at p99 for
+/// 100,000 sleepers. Go's spawner pays for the new stack itself and so
+/// never gets far ahead. Yielding keeps the stacks lazy (a goroutine that
+/// has not run has none, so spawn-then-join reuses a few) and bounds the
+/// wait behind the backlog to about this many first runs.
+const SPAWN_BACKLOG: usize = 2048;
+
 /// Scheduler stack (g0) of an M: the pthread stack.
 const G0_STACK_SIZE: usize = 512 * 1024;
 
@@ -1163,8 +1175,21 @@ pub(crate) fn newproc(
     s.spawned.fetch_add(1, Ordering::Relaxed);
     // SAFETY: as above.
     put_runnable(s, unsafe { pp.as_ref() }, gp, true);
+    // See SPAWN_BACKLOG: a goroutine that may yield here (not in a
+    // syscall, preemption not disabled) does when the backlog is long —
+    // also one whose P sysmon took while it sat in the kernel (it spawns
+    // into the global queue; `mcall` finds it a P again).
+    let yield_for_backlog = s.runqsize.load(Ordering::Relaxed) > SPAWN_BACKLOG
+        && locked.as_ref().is_some_and(|l| {
+            // SAFETY: the current G (if any) is the caller, alive.
+            unsafe { l.m().curg().as_ref() }
+                .is_some_and(|g| g.status() == G_RUNNING && g.preempt_off.get() == 0)
+        });
     drop(locked);
     wakep();
+    if yield_for_backlog {
+        mcall(After::Yield);
+    }
     id
 }
 
