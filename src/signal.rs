@@ -11,7 +11,7 @@
 //! action so the process dies as it would have without gort.
 
 use crate::m::{getm, M};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// Size of each M's signal stack.
 const SIGSTACK_SIZE: usize = 64 * 1024;
@@ -32,11 +32,22 @@ pub(crate) fn unblock_runtime_signals(set: &mut libc::sigset_t) {
     }
 }
 
+/// This process's id, read once when the handlers are installed: sysmon
+/// sends a signal per preemption and the handler checks the sender of
+/// each, and `getpid` is a system call (glibc no longer caches it).
+static PID: AtomicI32 = AtomicI32::new(0);
+
+fn pid() -> libc::pid_t {
+    PID.load(Ordering::Relaxed)
+}
+
 /// Installs the runtime's fault handlers (once per process).
 pub(crate) fn install_handlers() {
     if INSTALLED.swap(true, Ordering::AcqRel) {
         return;
     }
+    // SAFETY: getpid has no preconditions.
+    PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     // SAFETY: runs once, before any M exists, so nothing reads PREV_* yet;
     // the sigaction structs are fully initialised.
     unsafe {
@@ -133,7 +144,7 @@ pub(crate) fn tgkill_preempt(mp: &M) {
     let tid = mp.procid.load(Ordering::Acquire);
     // SAFETY: tgkill with our own pid and a tid of one of our Ms (which
     // never exit) only delivers a signal.
-    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGURG) };
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, pid(), tid, libc::SIGURG) };
     if r != 0 {
         mp.signal_pending.store(false, Ordering::Release);
     }
@@ -145,7 +156,7 @@ pub(crate) fn tgkill_traceback(mp: &M) {
     let tid = mp.procid.load(Ordering::Acquire);
     // SAFETY: tgkill with our own pid and a tid of one of our Ms (which
     // never exit) only delivers a signal.
-    unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGURG) };
+    unsafe { libc::syscall(libc::SYS_tgkill, pid(), tid, libc::SIGURG) };
 }
 
 /// SIGURG: a preemption request from sysmon, or someone else's signal.
@@ -170,8 +181,7 @@ extern "C" fn sigurg_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: 
     let _errno = KeepErrno(crate::preempt::errno());
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let (code, pid) = unsafe { ((*info).si_code, (*info).si_pid()) };
-    // SAFETY: getpid is async-signal-safe.
-    let from_us = code == libc::SI_TKILL && pid == unsafe { libc::getpid() };
+    let from_us = code == libc::SI_TKILL && pid == self::pid();
     let mp = getm();
     // A dump asking for the running goroutine's frames (before anything
     // else: a preemption below may switch the goroutine out).
