@@ -100,6 +100,10 @@
 //!   and `wall_ms=` (first spawn to last wake-up).
 //!   `timers_barrier`: the same with every goroutine sleeping 50ms, so
 //!   the timers fire together.
+//! - `park_rss`: `n` goroutines parked on one channel's receive; the
+//!   resident memory (`bytes_per_goroutine=`) and page-table memory
+//!   (`page_table_bytes_per_goroutine=`, not in RSS) they add, per
+//!   goroutine.
 //!
 //! Before the spinning workloads start, the main goroutine waits until
 //! asynchronous preemption is active (the code map is built in the
@@ -226,6 +230,12 @@ const WORKLOADS: &[Workload] = &[
         default_n: 100_000,
         smoke_n: 1000,
         kind: Kind::Once(timers_barrier),
+    },
+    Workload {
+        name: "park_rss",
+        default_n: 100_000,
+        smoke_n: 1000,
+        kind: Kind::Once(park_rss),
     },
     Workload {
         name: "tcp_echo",
@@ -963,6 +973,69 @@ fn timers_lateness(n: u64) -> String {
 /// moment, so the timers fire at once.
 fn timers_barrier(n: u64) -> String {
     timers_lateness_of(n, |_| Duration::from_millis(50))
+}
+
+/// The process's resident memory in bytes (`/proc/self/statm`).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("read /proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .expect("statm: resident pages");
+    // SAFETY: sysconf has no preconditions.
+    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
+}
+
+/// The process's page-table memory in bytes (`VmPTE` in /proc/self/status;
+/// not part of RSS).
+fn pte_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmPTE:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("status: VmPTE")
+        * 1024
+}
+
+/// Runs on the main goroutine. `park_rss`: `n` goroutines each blocked on
+/// a receive from one channel (no join handles kept: a WaitGroup, as the
+/// Go side). Prints the resident memory they add, per goroutine, once all
+/// are parked (and the page tables, which RSS leaves out); then closes the
+/// channel and waits for them.
+fn park_rss(n: u64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let (before, pte_before) = (rss_bytes(), pte_bytes());
+    let (tx, rx) = gort::chan::channel::<()>(0);
+    let wg = Arc::new(gort::sync::WaitGroup::new());
+    let started = Arc::new(AtomicU64::new(0));
+    wg.add(n as isize);
+    for _ in 0..n {
+        let (rx, wg, started) = (rx.clone(), wg.clone(), started.clone());
+        drop(gort::spawn(move || {
+            started.fetch_add(1, Ordering::Relaxed);
+            let _ = rx.recv();
+            wg.done();
+        }));
+    }
+    drop(rx);
+    while started.load(Ordering::Relaxed) < n {
+        gort::time::sleep(Duration::from_millis(1));
+    }
+    // Until the last ones are parked too.
+    gort::time::sleep(Duration::from_millis(100));
+    let (after, pte_after) = (rss_bytes(), pte_bytes());
+    drop(tx);
+    wg.wait();
+    format!(
+        "bytes_per_goroutine={:.0} page_table_bytes_per_goroutine={:.0} rss_before_mb={:.1} rss_parked_mb={:.1}",
+        after.saturating_sub(before) as f64 / n as f64,
+        pte_after.saturating_sub(pte_before) as f64 / n as f64,
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    )
 }
 
 /// Client goroutines in `tcp_echo`.

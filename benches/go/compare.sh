@@ -76,6 +76,13 @@ LATENCY_ROWS=(
 )
 DEFAULT_SLICE_US=10000
 
+# Table 3, one run per row: memory. workload, procs, arguments for both.
+MEMORY_ROWS=(
+    # 100,000 goroutines parked on a channel receive: resident bytes and
+    # page-table bytes (not in RSS) per goroutine (target RSS ≤ 1.5×).
+    "park_rss 2 n=100000"
+)
+
 FILTER="${1:-}"
 RUNS="${RUNS:-2}"
 ROUNDS="${ROUNDS:-3}"
@@ -184,10 +191,34 @@ for row in "${LATENCY_ROWS[@]}"; do
             fi
             LTABLE+=("| $workload | $procs | $setting | $m µs | $g | $o | $(ratio "$g" "$o" 3) | $t | $met |")
         done
+        if [[ "$workload" == timers_* ]]; then
+            g="$(field "$gort_line" wall_ms)"
+            o="$(field "$go_line" wall_ms)"
+            LTABLE+=("| $workload | $procs | $setting | wall ms | $g | $o | $(ratio "$g" "$o" 3) | ≤ 1 | $(within "$g" "$o" 1) |")
+        fi
         ;;
     esac
 done
-[[ ${#TABLE[@]} -gt 0 || ${#LTABLE[@]} -gt 0 ]] || die "no workload matches filter '$FILTER'"
+MTABLE=()
+for row in "${MEMORY_ROWS[@]}"; do
+    read -r workload procs args <<<"$row"
+    if [[ -n "$FILTER" ]] && ! [[ "$workload procs=$procs" =~ $FILTER ]]; then
+        continue
+    fi
+    # shellcheck disable=SC2086 # args is a list of words
+    gort_line="$(GORT_MAXPROCS="$procs" "$GORT_BIN" "$workload" $args)"
+    echo "gort: $gort_line"
+    # shellcheck disable=SC2086
+    go_line="$(GOMAXPROCS="$procs" "$GO_BIN" "$workload" $args)"
+    echo "go:   $go_line"
+    g="$(field "$gort_line" bytes_per_goroutine)"
+    o="$(field "$go_line" bytes_per_goroutine)"
+    MTABLE+=("| $workload | $procs | resident bytes per goroutine | $g | $o | $(ratio "$g" "$o" 2) | ≤ 1.5 | $(within "$g" "$o" 1.5) |")
+    g="$(field "$gort_line" page_table_bytes_per_goroutine)"
+    o="$(field "$go_line" page_table_bytes_per_goroutine)"
+    MTABLE+=("| $workload | $procs | page-table bytes per goroutine (not in RSS) | $g | $o | $(ratio "$g" "$o" 1) | (info) | |")
+done
+[[ ${#TABLE[@]} -gt 0 || ${#LTABLE[@]} -gt 0 || ${#MTABLE[@]} -gt 0 ]] || die "no workload matches filter '$FILTER'"
 
 if [[ ${#TABLE[@]} -gt 0 ]]; then
     echo
@@ -202,4 +233,11 @@ if [[ ${#LTABLE[@]} -gt 0 ]]; then
     echo "| workload | procs | setting | metric | gort | Go | gort/Go ratio (latency: lower is better; fairness min/max: higher is better) | target (p99, min/max) | met |"
     echo "|---|---:|---|---|---:|---:|---:|---:|---|"
     printf '%s\n' "${LTABLE[@]}"
+fi
+if [[ ${#MTABLE[@]} -gt 0 ]]; then
+    echo
+    echo "against $GO_NAME; one run each"
+    echo "| workload | procs | metric | gort | Go | gort/Go ratio | target | met |"
+    echo "|---|---:|---|---:|---:|---:|---:|---|"
+    printf '%s\n' "${MTABLE[@]}"
 fi
