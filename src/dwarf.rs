@@ -17,13 +17,16 @@
 
 use crate::symbols::Kind;
 use gimli::{AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian};
-use std::collections::{HashMap, HashSet};
+// The maps here are keyed by DWARF offsets and file indices, millions of
+// inserts in a large build: rustc's own Fx hash instead of std's SipHash
+// (whose DoS resistance buys nothing for our own executable's data).
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 type Slice<'a> = EndianSlice<'a, LittleEndian>;
 
 /// A section's bytes by name: `Ok(None)` if missing, `Err` if present but
 /// unreadable (compressed).
-pub(crate) type SectionFn<'a> = &'a dyn Fn(&str) -> Result<Option<Vec<u8>>, ()>;
+pub(crate) type SectionFn<'a> = &'a dyn Fn(&str) -> Result<Option<&'a [u8]>, ()>;
 
 /// What the DWARF of the executable says.
 pub(crate) enum Inline {
@@ -57,7 +60,7 @@ pub(crate) fn inline_ranges(
         ".debug_addr",
         ".debug_str_offsets",
     ];
-    let mut data: HashMap<&str, Vec<u8>> = HashMap::new();
+    let mut data: HashMap<&str, &[u8]> = HashMap::default();
     for n in names {
         match section(n) {
             Ok(Some(d)) => {
@@ -70,9 +73,8 @@ pub(crate) fn inline_ranges(
     if data.get(".debug_info").is_none_or(|d| d.is_empty()) {
         return Inline::Absent;
     }
-    let empty: Vec<u8> = Vec::new();
     let load = |id: gimli::SectionId| -> Result<Slice<'_>, gimli::Error> {
-        let d = data.get(id.name()).unwrap_or(&empty);
+        let d: &[u8] = data.get(id.name()).copied().unwrap_or(&[]);
         Ok(EndianSlice::new(d, LittleEndian))
     };
     let Ok(dwarf) = gimli::Dwarf::load(load) else {
@@ -128,7 +130,7 @@ fn collect(
     let mut copies: Vec<Copy> = Vec::new();
     let mut ranges: Vec<(usize, usize, usize)> = Vec::new(); // (lo, hi, copy)
     let mut rows: Vec<(usize, Option<Kind>)> = Vec::new(); // None: sequence end
-    let mut origins: HashSet<DebugInfoOffset> = HashSet::new();
+    let mut origins: HashSet<DebugInfoOffset> = HashSet::default();
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
         let unit = dwarf.unit(header)?;
@@ -147,7 +149,7 @@ fn collect(
             continue;
         }
         // Kinds of the line program's files, by index.
-        let mut files: HashMap<u64, Kind> = HashMap::new();
+        let mut files: HashMap<u64, Kind> = HashMap::default();
         let file_kind_of = |files: &mut HashMap<u64, Kind>,
                             lp: &gimli::LineProgramHeader<Slice<'_>>,
                             idx: u64|
@@ -273,8 +275,9 @@ fn collect(
         }
     }
     starts.sort_by_key(|u| u.0);
-    let mut parsed: HashMap<usize, gimli::Unit<Slice<'_>>> = HashMap::new();
-    let mut kinds: HashMap<DebugInfoOffset, Option<Kind>> = HashMap::with_capacity(origins.len());
+    let mut parsed: HashMap<usize, gimli::Unit<Slice<'_>>> = HashMap::default();
+    let mut kinds: HashMap<DebugInfoOffset, Option<Kind>> =
+        HashMap::with_capacity_and_hasher(origins.len(), Default::default());
     for off in origins {
         let kind = name_kind(dwarf, &starts, &mut parsed, off, 0, classify)?;
         kinds.insert(off, kind);
