@@ -171,13 +171,26 @@ fn collect(
         };
         if let Some(lp) = unit.line_program.clone() {
             let mut lr = lp.rows();
+            // A row only matters where the kind changes: within a sequence
+            // (rows in address order) one with the same kind as the last
+            // kept row changes no lookup in `row_kind` below, and most
+            // rows repeat their predecessor's file.
+            let mut last: Option<(u64, Kind)> = None; // (file, kind) kept
             while let Some((h, row)) = lr.next_row()? {
-                let k = if row.end_sequence() {
-                    None
-                } else {
-                    Some(file_kind_of(&mut files, h, row.file_index()).unwrap_or(Kind::Foreign))
+                if row.end_sequence() {
+                    rows.push((row.address() as usize, None));
+                    last = None;
+                    continue;
+                }
+                let file = row.file_index();
+                let k = match last {
+                    Some((f, k)) if f == file => k,
+                    _ => file_kind_of(&mut files, h, file).unwrap_or(Kind::Foreign),
                 };
-                rows.push((row.address() as usize, k));
+                if last.is_none_or(|(_, lk)| lk != k) {
+                    rows.push((row.address() as usize, Some(k)));
+                }
+                last = Some((file, k));
             }
         }
         let lp_header = unit.line_program.as_ref().map(|lp| lp.header().clone());
