@@ -398,14 +398,15 @@ fn first_crate(name: &str) -> &str {
 }
 
 /// Whether `krate::` appears anywhere as a path start.
+/// (Called for every symbol at start-up: no allocation.)
 fn mentions_crate(name: &str, krate: &str) -> bool {
-    let pat = format!("{krate}::");
-    name.match_indices(&pat).any(|(i, _)| {
-        i == 0
-            || !name[..i]
-                .chars()
-                .next_back()
-                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    name.match_indices(krate).any(|(i, _)| {
+        name[i + krate.len()..].starts_with("::")
+            && (i == 0
+                || !name[..i]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_'))
     })
 }
 
