@@ -143,6 +143,8 @@ pub(crate) fn preempt_one(mp: &M, async_ok: bool) -> bool {
         unsafe { std::ptr::write_volatile(slot, STACK_PREEMPT) };
     }
     if async_ok {
+        // The first signal lets the code map's DWARF refinement run.
+        crate::symbols::want_refinement();
         if !mp.signal_pending.swap(true, Ordering::AcqRel) {
             crate::signal::tgkill_preempt(mp);
         } else {

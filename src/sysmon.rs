@@ -186,10 +186,10 @@ fn sysmon(s: &'static Sched) -> ! {
                     s.async_preempt.store(true, Ordering::Release);
                     // Preemption works from here on; what may be left (the
                     // DWARF inline ranges of a build without LTO, tens to
-                    // hundreds of milliseconds of CPU) only refines the
-                    // map. At nice 19 it yields the CPU to the Ms, which
-                    // on a busy small machine it would otherwise slow at
-                    // start-up (a 0.5 s benchmark: a quarter of the CPU).
+                    // hundreds of milliseconds of CPU, read once the first
+                    // preemption signal goes out: `want_refinement`) only
+                    // refines the map. At nice 19 it yields the CPU to the
+                    // Ms.
                     // SAFETY: setpriority on our own thread id only changes
                     // this thread's nice value (raising it needs no
                     // privilege).
