@@ -157,7 +157,9 @@ pub(crate) struct Claim {
 // locks that publish the nodes) and read afterwards by the single winner;
 // the pointers it holds stay valid until the winner wakes the party.
 unsafe impl Send for Claim {}
-// SAFETY: as above; `state` is atomic.
+// SAFETY: `party` is written once before the claim is published (under the
+// channel locks) and read afterwards by the single winner of `state`, an
+// atomic; nothing else is shared.
 unsafe impl Sync for Claim {}
 
 impl Claim {
@@ -187,7 +189,9 @@ impl Claim {
         match party {
             // The goroutine is parked until this, the only wake-up.
             Party::Goroutine(gp) => crate::sched::ready(gp),
-            // SAFETY: as above; `wakeup` touches the note only through its
+            // SAFETY: the note is alive until it is woken, here (caller's
+            // promise); `wakeup` touches it only through its atomic swap (the
+            // futex call uses the address as a key).
             // atomic swap (the futex call uses the address as a key).
             Party::Note(n) => unsafe { (*n).wakeup() },
             Party::Unset => crate::fatal("chan: waking a party that never blocked"),
@@ -320,7 +324,8 @@ impl Blocker {
             });
             if timed {
                 let gp = crate::sched::getg();
-                // SAFETY: as above (the goroutine runs again).
+                // SAFETY: the goroutine is running again (it is the current G)
+                // and writes its own field.
                 unsafe { (*gp).timed_wait.set(false) };
             }
         }
@@ -470,7 +475,8 @@ impl<T> WaitQ<T> {
         if nx.is_null() {
             self.tail = p;
         } else {
-            // SAFETY: as above.
+            // SAFETY: `nx` is the queued node after `p`, alive while queued; we
+            // hold the channel's lock.
             unsafe { (*nx).prev.set(p) };
         }
         node.queued.set(false);
@@ -565,9 +571,12 @@ impl<T> State<T> {
                 }
                 None => sv,
             };
-            // SAFETY: as above.
+            // SAFETY: `n` is the sender node we won just now (dequeued under
+            // the channel's lock); its party stays parked until woken through
+            // the claim we return, so the node is alive.
             unsafe { (*n).success.set(true) };
-            // SAFETY: as above.
+            // SAFETY: the same node: alive until its party is woken through the
+            // claim we return.
             return RecvTry::Value(v, Some(unsafe { (*n).claim.get() }));
         }
         if let Some(v) = self.buf.pop_front() {
@@ -617,7 +626,8 @@ struct Chan<T> {
 // SAFETY: `state` is only accessed under `lock`; values of T move between
 // threads, hence T: Send.
 unsafe impl<T: Send> Send for Chan<T> {}
-// SAFETY: as above.
+// SAFETY: shared `&Chan<T>` only moves whole T values between threads, under
+// `lock`: `T: Send` suffices.
 unsafe impl<T: Send> Sync for Chan<T> {}
 
 impl<T> Chan<T> {
@@ -1457,7 +1467,8 @@ impl<'a, T> SelectCase<'a> for SendCase<'a, T> {
                 Polled::Ready(Wake(None))
             }
             SendTry::WouldBlock(v) => {
-                // SAFETY: as above.
+                // SAFETY: the node is ours (this select arm's) and not
+                // published yet; `put` stores the value it will offer.
                 unsafe { self.node.put(v) };
                 Polled::NotReady
             }

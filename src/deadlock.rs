@@ -1,5 +1,6 @@
-//! Deadlock detection (Go's `checkdead`, DESIGN §11) and the threads that
-//! wait in `gort::run`, which are the ones told about it.
+//! Deadlock detection (Go's `checkdead`; docs/design.md, "Deadlock
+//! detection") and the threads that wait in `gort::run`, which are the
+//! ones told about it.
 //!
 //! # When is it a deadlock?
 //!

@@ -1,6 +1,6 @@
 //! The execution tracer: what every goroutine, M and P did over time, as a
 //! Chrome Trace Event JSON file that Perfetto UI (ui.perfetto.dev) and
-//! `chrome://tracing` open as they are (DESIGN §15).
+//! `chrome://tracing` open as they are (docs/design.md, "Execution tracer").
 //!
 //! ```no_run
 //! gort::exectrace::start("trace.json").expect("start the tracer");
@@ -124,7 +124,8 @@ struct Chunk {
 // (release), and only read after (acquire); the owner thread alone writes
 // records at or above `len`.
 unsafe impl Sync for Chunk {}
-// SAFETY: as above.
+// SAFETY: a chunk is reached by another thread only through `Sync` access
+// (above); moving it moves its boxed records along.
 unsafe impl Send for Chunk {}
 
 impl Chunk {
@@ -480,7 +481,8 @@ fn emit_at(kind: u64, arg: u64, gid: u64, stamp: bool) {
             None => return,
         };
     }
-    // SAFETY: as above; only this thread writes its chunk at or past len.
+    // SAFETY: a non-null TB is this thread's leaked buffer, never freed; only
+    // this thread writes its chunk at or past len.
     let tb = unsafe { &*tb };
     // SAFETY: the chunk pointer is ours and live (set by attach/rotate).
     let ch = unsafe { &*tb.chunk.load(Ordering::Relaxed) };

@@ -283,7 +283,8 @@ pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
         let r = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         let r = match cvt_int(r) {
             Ok(flags) if flags & libc::O_NONBLOCK != 0 => return Ok(()),
-            // SAFETY: as above.
+            // SAFETY: F_SETFL on the same descriptor the caller owns; only adds
+            // O_NONBLOCK to the flags just read.
             Ok(flags) => {
                 cvt_int(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })
             }

@@ -188,7 +188,9 @@ pub(crate) struct G {
 // SAFETY: a G is handed between threads only through the scheduler's queues
 // and parking protocol, which give one owner at a time (see module docs).
 unsafe impl Send for G {}
-// SAFETY: as above; fields shared across threads are atomics.
+// SAFETY: fields read by other threads (status, ids, the preemption words, the
+// park mark) are atomics or locks; the rest are touched only by the G's current
+// owner (see module docs).
 unsafe impl Sync for G {}
 
 impl G {

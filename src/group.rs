@@ -1,4 +1,5 @@
-//! Goroutine groups and the deadlock check per group (DESIGN §17).
+//! Goroutine groups and the deadlock check per group (docs/design.md,
+//! "Deadlock detection").
 //!
 //! Each `gort::run` (and so each `#[gort::test]`) starts a group: its main
 //! goroutine and, transitively, every goroutine spawned from one of the
@@ -72,7 +73,8 @@ pub(crate) struct Group {
 // SAFETY: `state` points at a `GroupState` that is never freed and whose
 // fields are atomics.
 unsafe impl Send for Group {}
-// SAFETY: as above; a `Group` itself is immutable.
+// SAFETY: a `Group` is immutable after creation and its `state` points at a
+// never-freed `GroupState` of atomics, so shared references are sound.
 unsafe impl Sync for Group {}
 
 impl Group {

@@ -7,7 +7,7 @@
 //! by `startm`, live for the rest of the process, and park on their `park`
 //! note when idle.
 //!
-//! # Thread creation (DESIGN §1)
+//! # Thread creation (docs/design.md, "Threads")
 //!
 //! `newm` calls `pthread_create` with every signal blocked, so no signal can
 //! land on the new thread before it has a signal stack and TLS. On the new
@@ -92,9 +92,10 @@ pub(crate) struct M {
     pub(crate) asked_without_p: Cell<After>,
     /// xorshift state for steal order.
     pub(crate) rng: Cell<u64>,
-    /// This thread's `gort_tls_stackguard` word (set by `minit`); sysmon
-    /// stores preemption requests into it.
-    pub(crate) stackguard_slot: Cell<*mut usize>,
+    /// This thread's `gort_tls_stackguard` word (set once by `minit`);
+    /// sysmon stores preemption requests into it, so it is read from
+    /// sysmon's thread: an atomic, not a Cell.
+    pub(crate) stackguard_slot: AtomicPtr<usize>,
     /// A preemption SIGURG is in flight to this M (at most one).
     pub(crate) signal_pending: AtomicBool,
     /// The G locked to this M by `lock_os_thread` (null if none).
@@ -129,7 +130,8 @@ impl Locks {
 // SAFETY: Cell fields are touched only by the M's own thread (the docs of
 // each say so); fields read by others are atomics.
 unsafe impl Sync for M {}
-// SAFETY: as above.
+// SAFETY: an M is created once and never freed; moving the reference to another
+// thread shares only what `Sync` (above) allows.
 unsafe impl Send for M {}
 
 impl M {
@@ -150,7 +152,7 @@ impl M {
             park_fn: Cell::new(None),
             asked_without_p: Cell::new(After::Nothing),
             rng: Cell::new(0x9e37_79b9_7f4a_7c15 ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1),
-            stackguard_slot: Cell::new(std::ptr::null_mut()),
+            stackguard_slot: AtomicPtr::new(std::ptr::null_mut()),
             signal_pending: AtomicBool::new(false),
             lockedg: AtomicPtr::new(std::ptr::null_mut()),
             oldp: Cell::new(std::ptr::null_mut()),

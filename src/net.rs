@@ -1,6 +1,6 @@
 //! TCP and UDP sockets whose blocking operations park the calling
 //! goroutine, not its thread: while one goroutine waits for a peer, its
-//! processor runs the others (DESIGN §10).
+//! processor runs the others (docs/design.md, "Netpoller and network I/O").
 //!
 //! The types mirror `std::net` — [`TcpListener`], [`TcpStream`],
 //! [`UdpSocket`] — with `std::io::Read`/`Write`, timeouts and
@@ -106,7 +106,8 @@ fn sockaddr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
                 },
                 sin6_scope_id: a.scope_id(),
             };
-            // SAFETY: as above.
+            // SAFETY: a sockaddr_in6 fits in the sockaddr_storage it is written
+            // into.
             unsafe { std::ptr::write((&mut ss as *mut libc::sockaddr_storage).cast(), sin6) };
             std::mem::size_of::<libc::sockaddr_in6>()
         }
@@ -127,7 +128,8 @@ fn from_sockaddr(ss: &libc::sockaddr_storage, len: libc::socklen_t) -> io::Resul
             )))
         }
         libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, a sockaddr_in6.
+            // SAFETY: the family is AF_INET6 and `len` covers a sockaddr_in6,
+            // which `ss` (a sockaddr_storage) can hold.
             let sin6: &libc::sockaddr_in6 =
                 unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
             Ok(SocketAddr::V6(SocketAddrV6::new(

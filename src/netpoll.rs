@@ -1,5 +1,6 @@
 //! The netpoller: goroutines wait for file descriptors to become readable
-//! or writable without holding a thread (DESIGN §10).
+//! or writable without holding a thread (docs/design.md, "Netpoller and
+//! network I/O").
 //!
 //! # Shape (Go's `netpoll.go` + `netpoll_epoll.go`)
 //!
@@ -156,7 +157,7 @@ fn poller() -> io::Result<&'static Poller> {
         if epfd < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: as above.
+        // SAFETY: eventfd creates a new descriptor; no memory is passed.
         let breakfd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if breakfd < 0 {
             let e = io::Error::last_os_error();

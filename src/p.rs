@@ -17,6 +17,7 @@ use crate::g::{GList, G};
 use crate::m::M;
 use crate::stack::Stack;
 use std::cell::{Cell, UnsafeCell};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 pub(crate) const P_IDLE: u32 = 0;
@@ -62,7 +63,8 @@ pub(crate) struct P {
 // SAFETY: cross-thread fields are atomics; the rest follow the ownership
 // rules in the module docs (owner M only, or under the sched lock).
 unsafe impl Sync for P {}
-// SAFETY: as above.
+// SAFETY: a P lives forever in `allp`; moving a reference to it between threads
+// shares only what `Sync` (above) allows.
 unsafe impl Send for P {}
 
 impl P {
@@ -84,6 +86,23 @@ impl P {
     }
 }
 
+/// A P's run queue: a 256-slot ring plus `runnext`. Shared storage; who
+/// may do what is in the types: any thread may measure it (`len`) or, as
+/// a thief, take half of it (through the thief's own `Owner`), and only
+/// the M holding the P gets an `Owner` (`owner`, unsafe: the caller
+/// promises it holds the P) to push, pop and steal into it.
+///
+/// # Indices and orderings
+///
+/// `head` and `tail` count forever (wrapping u32); the Gs queued are the
+/// slots `head..tail`. Only the owner writes `tail` and the slots at or
+/// past it; `head` moves by CAS, by the owner (taking one G, or half on
+/// overflow) or by a thief (taking half). The ordering of every step is
+/// explained where it happens; in short: the owner's `Release` store of
+/// `tail` publishes a slot (and the G behind it) to thieves, who read
+/// `tail` with `Acquire`; a CAS on `head` is the single commit point of a
+/// take, and the owner reads `head` with `Acquire` before reusing a slot,
+/// so a thief's copy of a slot happens before the owner overwrites it.
 pub(crate) struct RunQueue {
     head: AtomicU32,
     tail: AtomicU32,
@@ -91,10 +110,18 @@ pub(crate) struct RunQueue {
     runnext: AtomicPtr<G>,
 }
 
-/// The outcome of `RunQueue::put` when the ring is full: the caller moves
+/// The outcome of `Owner::put` when the ring is full: the caller moves
 /// `batch` (half the ring plus the new G) to the global queue.
 pub(crate) struct Overflow {
     pub(crate) batch: GList,
+}
+
+/// The owner's handle on a run queue: the only way to push, pop or steal
+/// into it. Neither `Send` nor `Sync`: it stays on the M that made it,
+/// while that M holds the P (see `RunQueue::owner`).
+pub(crate) struct Owner<'a> {
+    q: &'a RunQueue,
+    _on_this_thread: PhantomData<*const ()>,
 }
 
 impl RunQueue {
@@ -107,12 +134,28 @@ impl RunQueue {
         }
     }
 
+    /// The owner's handle.
+    ///
+    /// # Safety
+    /// The calling M holds the P this queue belongs to, and keeps it for
+    /// as long as the handle lives (no other thread can hold an `Owner`
+    /// of this queue meanwhile).
+    pub(crate) unsafe fn owner(&self) -> Owner<'_> {
+        Owner {
+            q: self,
+            _on_this_thread: PhantomData,
+        }
+    }
+
     fn slot(&self, i: u32) -> &AtomicPtr<G> {
         &self.slots[(i % RUNQ_SIZE) as usize]
     }
 
-    /// Number of Gs queued (racy when read by non-owners), runnext included.
+    /// Any thread. Number of Gs queued, runnext included (a snapshot: it
+    /// may be stale by the time it is used, which callers accept).
     pub(crate) fn len(&self) -> u32 {
+        // Acquire on both: a count no older than the last published push
+        // and take (the value is only a hint; nothing is read through it).
         let h = self.head.load(Ordering::Acquire);
         let t = self.tail.load(Ordering::Acquire);
         let next = !self.runnext.load(Ordering::Acquire).is_null() as u32;
@@ -123,23 +166,112 @@ impl RunQueue {
         self.len() == 0
     }
 
-    /// Owner only. Queues `gp`; with `next`, into `runnext` (the displaced
-    /// runnext goes to the tail). Returns an overflow batch when the ring is
-    /// full.
+    /// Any thread (a thief, into its own queue `dst` from `dst_tail` on,
+    /// slots only the thief's `Owner` may write). Copies half of this
+    /// queue there and commits by CAS; returns how many were taken. With
+    /// `steal_next`, takes `runnext` when the ring is empty.
+    fn grab(&self, dst: &RunQueue, dst_tail: u32, steal_next: bool) -> u32 {
+        loop {
+            // Acquire on head: sees other takes' commits, so `h` is not
+            // older than a slot already handed out (a stale one fails the
+            // CAS below anyway). Acquire on tail: pairs with the owner's
+            // Release store in `put`, so the slots up to `t` hold the Gs
+            // pushed (and those Gs' fields are visible).
+            let h = self.head.load(Ordering::Acquire);
+            let t = self.tail.load(Ordering::Acquire);
+            let len = t.wrapping_sub(h);
+            let n = len - len / 2;
+            if n == 0 {
+                if steal_next && !self.runnext.load(Ordering::Acquire).is_null() {
+                    // Go's runqgrab: the victim just readied this G (a
+                    // channel hand-off) and is likely about to block and
+                    // run it itself; give it ~3us before taking it.
+                    std::thread::sleep(std::time::Duration::from_micros(3));
+                }
+                if steal_next {
+                    // Acquire: pairs with the owner's AcqRel swap that put
+                    // the G there (its fields are visible to us).
+                    let next = self.runnext.load(Ordering::Acquire);
+                    if !next.is_null() {
+                        // AcqRel: the commit of this take against the
+                        // owner's `get` and other thieves; only one CAS
+                        // from `next` to null succeeds.
+                        if self
+                            .runnext
+                            .compare_exchange(
+                                next,
+                                std::ptr::null_mut(),
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        // Relaxed: `dst` is the thief's own ring; its
+                        // Release tail store (steal_from) publishes it.
+                        dst.slot(dst_tail).store(next, Ordering::Relaxed);
+                        return 1;
+                    }
+                }
+                return 0;
+            }
+            if n > RUNQ_SIZE / 2 {
+                // h and t were read at different times: inconsistent, retry.
+                continue;
+            }
+            for i in 0..n {
+                // Relaxed: the Acquire on tail above made these slots'
+                // contents visible. If the owner reuses a slot meanwhile,
+                // head has moved first (it only writes slot t when t - head
+                // < RUNQ_SIZE) and the CAS below fails: the copy is dropped.
+                let gp = self.slot(h.wrapping_add(i)).load(Ordering::Relaxed);
+                // Relaxed: our own ring, published by our tail store.
+                dst.slot(dst_tail.wrapping_add(i))
+                    .store(gp, Ordering::Relaxed);
+            }
+            // AcqRel: the commit. Release orders our slot reads before it,
+            // and the owner's Acquire head load in `put` then orders them
+            // before it overwrites those slots. Acquire pairs with the
+            // previous take's commit.
+            if self
+                .head
+                .compare_exchange(h, h.wrapping_add(n), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return n;
+            }
+        }
+    }
+}
+
+impl Owner<'_> {
+    /// Queues `gp`; with `next`, into `runnext` (the displaced runnext
+    /// goes to the tail). Returns an overflow batch when the ring is full.
     pub(crate) fn put(&self, mut gp: *mut G, next: bool) -> Result<(), Overflow> {
+        let q = self.q;
         if next {
-            let old = self.runnext.swap(gp, Ordering::AcqRel);
+            // AcqRel: Release publishes gp (and its fields) to a thief that
+            // takes runnext with Acquire; Acquire gets the displaced G's.
+            let old = q.runnext.swap(gp, Ordering::AcqRel);
             if old.is_null() {
                 return Ok(());
             }
             gp = old;
         }
         loop {
-            let h = self.head.load(Ordering::Acquire);
-            let t = self.tail.load(Ordering::Relaxed);
+            // Acquire: pairs with a thief's commit (its Release CAS on
+            // head), so its copies of the slots before `h` happen before
+            // we reuse any of them below.
+            let h = q.head.load(Ordering::Acquire);
+            // Relaxed: only we write tail.
+            let t = q.tail.load(Ordering::Relaxed);
             if t.wrapping_sub(h) < RUNQ_SIZE {
-                self.slot(t).store(gp, Ordering::Relaxed);
-                self.tail.store(t.wrapping_add(1), Ordering::Release);
+                // Relaxed: published by the Release tail store next.
+                q.slot(t).store(gp, Ordering::Relaxed);
+                // Release: thieves that read this tail with Acquire see
+                // the slot and the G's fields.
+                q.tail.store(t.wrapping_add(1), Ordering::Release);
                 return Ok(());
             }
             if let Some(batch) = self.take_half_for_overflow(gp, h, t) {
@@ -150,14 +282,17 @@ impl RunQueue {
     }
 
     fn take_half_for_overflow(&self, gp: *mut G, h: u32, t: u32) -> Option<GList> {
+        let q = self.q;
         let n = t.wrapping_sub(h) / 2;
         debug_assert_eq!(n, RUNQ_SIZE / 2);
         let mut taken = [std::ptr::null_mut(); (RUNQ_SIZE / 2) as usize];
         for (i, slot) in taken.iter_mut().enumerate().take(n as usize) {
-            *slot = self.slot(h.wrapping_add(i as u32)).load(Ordering::Relaxed);
+            // Relaxed: slots we wrote ourselves.
+            *slot = q.slot(h.wrapping_add(i as u32)).load(Ordering::Relaxed);
         }
-        if self
-            .head
+        // AcqRel: the commit against thieves taking the same slots; only
+        // one CAS from `h` succeeds.
+        if q.head
             .compare_exchange(h, h.wrapping_add(n), Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
@@ -172,13 +307,15 @@ impl RunQueue {
         Some(batch)
     }
 
-    /// Owner only. Takes the next G: runnext first (then `true`: it inherits
-    /// the current time slice), else the head of the ring.
+    /// Takes the next G: runnext first (then `true`: it inherits the
+    /// current time slice), else the head of the ring.
     pub(crate) fn get(&self) -> Option<(*mut G, bool)> {
-        let next = self.runnext.load(Ordering::Acquire);
+        let q = self.q;
+        // Acquire, then an AcqRel CAS: a thief may take runnext at the same
+        // time; the CAS decides who runs it.
+        let next = q.runnext.load(Ordering::Acquire);
         if !next.is_null()
-            && self
-                .runnext
+            && q.runnext
                 .compare_exchange(
                     next,
                     std::ptr::null_mut(),
@@ -190,14 +327,17 @@ impl RunQueue {
             return Some((next, true));
         }
         loop {
-            let h = self.head.load(Ordering::Acquire);
-            let t = self.tail.load(Ordering::Relaxed);
+            // Acquire: see thieves' commits (a head they moved).
+            let h = q.head.load(Ordering::Acquire);
+            // Relaxed: only we write tail.
+            let t = q.tail.load(Ordering::Relaxed);
             if t == h {
                 return None;
             }
-            let gp = self.slot(h).load(Ordering::Relaxed);
-            if self
-                .head
+            // Relaxed: a slot we wrote ourselves.
+            let gp = q.slot(h).load(Ordering::Relaxed);
+            // AcqRel: the commit against thieves taking slot h too.
+            if q.head
                 .compare_exchange(h, h.wrapping_add(1), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
@@ -206,74 +346,22 @@ impl RunQueue {
         }
     }
 
-    /// Any thread. Copies half of this queue into `dst` starting at
-    /// `dst_tail` and commits by CAS; returns how many were taken. With
-    /// `steal_next`, takes `runnext` when the ring is empty.
-    fn grab(&self, dst: &RunQueue, dst_tail: u32, steal_next: bool) -> u32 {
-        loop {
-            let h = self.head.load(Ordering::Acquire);
-            let t = self.tail.load(Ordering::Acquire);
-            let len = t.wrapping_sub(h);
-            let n = len - len / 2;
-            if n == 0 {
-                if steal_next && !self.runnext.load(Ordering::Acquire).is_null() {
-                    // Go's runqgrab: the victim just readied this G (a
-                    // channel hand-off) and is likely about to block and
-                    // run it itself; give it ~3us before taking it.
-                    std::thread::sleep(std::time::Duration::from_micros(3));
-                }
-                if steal_next {
-                    let next = self.runnext.load(Ordering::Acquire);
-                    if !next.is_null() {
-                        if self
-                            .runnext
-                            .compare_exchange(
-                                next,
-                                std::ptr::null_mut(),
-                                Ordering::AcqRel,
-                                Ordering::Relaxed,
-                            )
-                            .is_err()
-                        {
-                            continue;
-                        }
-                        dst.slot(dst_tail).store(next, Ordering::Relaxed);
-                        return 1;
-                    }
-                }
-                return 0;
-            }
-            if n > RUNQ_SIZE / 2 {
-                // h and t were read at different times: inconsistent, retry.
-                continue;
-            }
-            for i in 0..n {
-                let gp = self.slot(h.wrapping_add(i)).load(Ordering::Relaxed);
-                dst.slot(dst_tail.wrapping_add(i))
-                    .store(gp, Ordering::Relaxed);
-            }
-            if self
-                .head
-                .compare_exchange(h, h.wrapping_add(n), Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                return n;
-            }
-        }
-    }
-
-    /// Owner of `self` only. Steals half of `victim`'s queue into this one
-    /// and returns one of the stolen Gs to run.
+    /// Steals half of `victim`'s queue into this one and returns one of
+    /// the stolen Gs to run.
     pub(crate) fn steal_from(&self, victim: &RunQueue, steal_next: bool) -> Option<*mut G> {
-        let t = self.tail.load(Ordering::Relaxed);
-        let n = victim.grab(self, t, steal_next);
+        let q = self.q;
+        // Relaxed: only we write our tail.
+        let t = q.tail.load(Ordering::Relaxed);
+        let n = victim.grab(q, t, steal_next);
         if n == 0 {
             return None;
         }
         let n = n - 1;
-        let gp = self.slot(t.wrapping_add(n)).load(Ordering::Relaxed);
+        // Relaxed: a slot `grab` just wrote on this thread.
+        let gp = q.slot(t.wrapping_add(n)).load(Ordering::Relaxed);
         if n > 0 {
-            self.tail.store(t.wrapping_add(n), Ordering::Release);
+            // Release: publishes the stolen Gs to thieves of our queue.
+            q.tail.store(t.wrapping_add(n), Ordering::Release);
         }
         Some(gp)
     }

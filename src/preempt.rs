@@ -22,7 +22,7 @@
 //!    trampoline, which saves every register and calls
 //!    `gort_async_preempt2` to yield. Refused requests stay pending.
 //!
-//! # Safe points (DESIGN §8)
+//! # Safe points (docs/design.md, "Preemption")
 //!
 //! Never preempted: the runtime itself (`m.locks > 0`, or any frame in
 //! gort's own code), a goroutine inside `preempt::disable`, a goroutine in
@@ -136,7 +136,8 @@ pub(crate) fn preempt_one(mp: &M, async_ok: bool) -> bool {
     let g = unsafe { &*gp };
     let repeat = g.preempt.swap(true, Ordering::AcqRel);
     g.stackguard0.store(STACK_PREEMPT, Ordering::Release);
-    let slot = mp.stackguard_slot.get();
+    // (Set once by the M's `minit`, before it runs any goroutine.)
+    let slot = mp.stackguard_slot.load(Ordering::Acquire);
     if !slot.is_null() {
         // SAFETY: the slot is the M's TLS word, valid for the M's life (Ms
         // never exit); it is only ever accessed as a whole word.
@@ -259,7 +260,9 @@ extern "C" fn gort_async_preempt2(area: *mut u8, saved: *mut usize) -> *mut u8 {
     // SAFETY: vector_save is the running G's own (owner field); `area`
     // holds its state, saved by the trampoline just now.
     let save = unsafe { &mut *g.vector_save.get() };
-    // SAFETY: as above.
+    // SAFETY: `area` is this M's save area, filled by the trampoline with this
+    // goroutine's state, and `save` its own buffer (above); neither is touched
+    // by another thread meanwhile.
     unsafe { arch::stash_vector_state(area, save) };
     // errno is per thread in glibc: the interrupted code may be between a
     // failing call and its read of errno, and may resume on another M.

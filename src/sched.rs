@@ -1,7 +1,7 @@
 //! The scheduler: `Sched`, the schedule loop, finding work, stealing, and
 //! starting and stopping Ms.
 //!
-//! # Model (Go's, DESIGN §3)
+//! # Model (Go's, docs/design.md, "Scheduler")
 //!
 //! G = goroutine, M = OS thread, P = processor (the right to run Gs; there
 //! are `procs` of them). An M runs Gs only while it holds a P. Each M loops
@@ -116,7 +116,9 @@ unsafe impl Send for SchedLocked {}
 // SAFETY: `allg` and `gfree` hold pointers to Gs that live forever, handed
 // out under their locks.
 unsafe impl Sync for Sched {}
-// SAFETY: as above.
+// SAFETY: the scheduler is a leaked static; its fields are atomics or behind
+// locks, so handing `&Sched` (or the value, once, at start-up) to another
+// thread is sound.
 unsafe impl Send for Sched {}
 
 static SCHED: once_cell::sync::OnceCell<Sched> = once_cell::sync::OnceCell::new();
@@ -219,14 +221,38 @@ fn unsafe_zeroed_sigset() -> libc::sigset_t {
 // ---------------------------------------------------------------------------
 // Idle P and M lists (sched lock held).
 
-pub(crate) fn pidleget(sl: &mut SchedLocked, s: &Sched) -> *mut P {
-    let pp = sl.pidle;
-    if !pp.is_null() {
-        // SAFETY: Ps on the idle list are in `allp`, which lives forever.
-        sl.pidle = unsafe { (*pp).link.get() };
-        s.npidle.fetch_sub(1, Ordering::SeqCst);
+/// Takes a P off the idle list: the caller has exclusive use of it (until
+/// it gives it to an M or back to the list).
+pub(crate) fn pidleget(sl: &mut SchedLocked, s: &Sched) -> Option<&'static P> {
+    // SAFETY: the idle list links Ps of `allp`, which lives forever.
+    let pp: &'static P = unsafe { sl.pidle.as_ref()? };
+    sl.pidle = pp.link.get();
+    s.npidle.fetch_sub(1, Ordering::SeqCst);
+    Some(pp)
+}
+
+/// Takes an idle P, if any, and makes it the calling M's.
+pub(crate) fn try_acquire_idle_p(s: &Sched, mp: &'static M) -> bool {
+    let pp = pidleget(&mut s.lock.lock(), s);
+    match pp {
+        Some(pp) => {
+            acquirep(mp, pp);
+            true
+        }
+        None => false,
     }
-    pp
+}
+
+/// The P `startm` (or `startlockedm`) handed the calling M before waking
+/// it; `who` names the waiting function in the failure message.
+fn take_nextp(mp: &M, who: &str) -> &'static P {
+    let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
+    // SAFETY: Ps live forever in `allp`; the hand-over gave us exclusive
+    // use of this one.
+    match unsafe { pp.as_ref() } {
+        Some(pp) => pp,
+        None => crate::fatal(&format!("{who}: M woken without a P")),
+    }
 }
 
 pub(crate) fn pidleput(sl: &mut SchedLocked, s: &Sched, pp: &P) {
@@ -247,7 +273,8 @@ pub(crate) fn globrunqputbatch(sl: &mut SchedLocked, s: &Sched, batch: &mut GLis
 }
 
 /// Takes Gs from the global queue (sched lock held): one to run, and up to
-/// a fair share more into `pp`'s local queue. `max` = 0 means no limit.
+/// a fair share more into `pp`'s local queue (`pp`: the calling M's own
+/// P). `max` = 0 means no limit.
 fn globrunqget(sl: &mut SchedLocked, s: &Sched, pp: &P, max: usize) -> Option<*mut G> {
     let size = sl.runq.len();
     if size == 0 {
@@ -267,7 +294,8 @@ fn globrunqget(sl: &mut SchedLocked, s: &Sched, pp: &P, max: usize) -> Option<*m
             .expect("global runq shorter than its count");
         // The local queue has room: it is at most half full when we get
         // here from find_runnable... but be safe on overflow.
-        if let Err(mut o) = pp.runq.put(g, false) {
+        // SAFETY: `pp` is the calling M's own P (globrunqget's contract).
+        if let Err(mut o) = unsafe { pp.runq.owner() }.put(g, false) {
             s.runqsize.fetch_add(o.batch.len(), Ordering::SeqCst);
             sl.runq.append(&mut o.batch);
         }
@@ -307,8 +335,11 @@ fn globrunqput(sl: &mut SchedLocked, s: &Sched, gp: *mut G) {
     globrunqputbatch(sl, s, &mut one);
 }
 
+/// Queues `gp` on `pp`, the calling M's own P (overflow to the global
+/// queue).
 fn runqput(s: &Sched, pp: &P, gp: *mut G, next: bool) {
-    if let Err(mut o) = pp.runq.put(gp, next) {
+    // SAFETY: `pp` is the calling M's own P (this function's contract).
+    if let Err(mut o) = unsafe { pp.runq.owner() }.put(gp, next) {
         let mut sl = s.lock.lock();
         globrunqputbatch(&mut sl, s, &mut o.batch);
     }
@@ -349,7 +380,7 @@ pub(crate) fn injectglist(s: &'static Sched, pp: Option<&P>, mut list: GList) {
         if s.npidle.load(Ordering::SeqCst) == 0 {
             break;
         }
-        startm(s, std::ptr::null_mut(), false);
+        startm(s, None, false);
     }
     if let Some(pp) = pp {
         while let Some(gp) = local.pop_front() {
@@ -371,7 +402,7 @@ pub(crate) fn wakep() {
     if !try_claim_spinner(s) {
         return;
     }
-    startm(s, std::ptr::null_mut(), true);
+    startm(s, None, true);
 }
 
 /// Counts an M the caller is about to start as the spinning one, if no M
@@ -386,20 +417,19 @@ pub(crate) fn try_claim_spinner(s: &Sched) -> bool {
             .is_ok()
 }
 
-/// Runs some M on `pp` (an idle P if null). With `spinning`, the caller has
-/// already counted the new M in `nmspinning`.
-pub(crate) fn startm(s: &'static Sched, mut pp: *mut P, spinning: bool) {
+/// Runs some M on `pp` (an idle P if None; a given one must be the
+/// caller's to give away). With `spinning`, the caller has already counted
+/// the new M in `nmspinning`.
+pub(crate) fn startm(s: &'static Sched, pp: Option<&'static P>, spinning: bool) {
     let mut sl = s.lock.lock();
-    if pp.is_null() {
-        pp = pidleget(&mut sl, s);
-        if pp.is_null() {
-            drop(sl);
-            if spinning {
-                s.nmspinning.fetch_sub(1, Ordering::SeqCst);
-            }
-            return;
+    let Some(pp) = pp.or_else(|| pidleget(&mut sl, s)) else {
+        drop(sl);
+        if spinning {
+            s.nmspinning.fetch_sub(1, Ordering::SeqCst);
         }
-    }
+        return;
+    };
+    let pp = pp as *const P as *mut P;
     let idle = sl.midle.pop();
     drop(sl);
     match idle {
@@ -426,17 +456,21 @@ pub(crate) fn stopm(s: &'static Sched, mp: &'static M) {
     // Consume the wakeup: a note is always clear while its M runs, so a
     // later sleep (stopm or stoplockedm) waits for a new one.
     mp.park.clear();
-    let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
-    assert!(!pp.is_null(), "stopm: woken without a P");
-    // SAFETY: Ps live forever in `allp`; startm gave us exclusive use.
-    acquirep(mp, unsafe { &*pp });
+    acquirep(mp, take_nextp(mp, "stopm"));
 }
 
 pub(crate) fn acquirep(mp: &'static M, pp: &P) {
-    mp.p.store(pp as *const P as *mut P, Ordering::Release);
-    pp.m.store(mp as *const M as *mut M, Ordering::Release);
+    attach_p(mp, pp);
     pp.status.store(P_RUNNING, Ordering::SeqCst);
     wake_sysmon(sched());
+}
+
+/// Links `mp` and `pp` both ways (the caller has exclusive use of `pp`).
+/// `acquirep` is this plus the status; `exitsyscall`'s fast path sets the
+/// status itself, by CAS.
+pub(crate) fn attach_p(mp: &'static M, pp: &P) {
+    mp.p.store(pp as *const P as *mut P, Ordering::Release);
+    pp.m.store(mp as *const M as *mut M, Ordering::Release);
 }
 
 /// Wakes sysmon from its deep sleep, if it is in one (a P became busy).
@@ -471,9 +505,7 @@ extern "C" fn mstart(arg: *mut libc::c_void) -> *mut libc::c_void {
     let mp: &'static M = unsafe { &*(arg as *const M) };
     let s = sched();
     minit(s, mp);
-    let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
-    // SAFETY: Ps live forever in `allp`; startm gave us exclusive use.
-    acquirep(mp, unsafe { &*pp });
+    acquirep(mp, take_nextp(mp, "mstart"));
     schedule(s, mp)
 }
 
@@ -481,7 +513,8 @@ fn minit(s: &Sched, mp: &'static M) {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() };
     mp.procid.store(tid, Ordering::Release);
-    mp.stackguard_slot.set(arch::stackguard_slot());
+    mp.stackguard_slot
+        .store(arch::stackguard_slot(), Ordering::Release);
     arch::minit_preempt();
     crate::unannounced::minit(mp);
     // An idle M may sleep until the next timer (stopm_until): keep the
@@ -547,29 +580,25 @@ fn stoplockedm(s: &'static Sched, mp: &'static M) {
     mp.park.sleep();
     s.nmidlelocked.fetch_sub(1, Ordering::SeqCst);
     mp.park.clear();
-    let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
-    assert!(!pp.is_null(), "stoplockedm: woken without a P");
-    // SAFETY: startlockedm gave us exclusive use of pp.
-    acquirep(mp, unsafe { &*pp });
+    acquirep(mp, take_nextp(mp, "stoplockedm"));
 }
 
 /// Finds a home for a P nobody runs (after a syscall retake or an M
 /// locking itself away): an M if there is work or nobody looks for work,
 /// else the idle list (Go's `handoffp`).
 pub(crate) fn handoff_p(s: &'static Sched, pp: &'static P) {
-    let ptr = pp as *const P as *mut P;
     if !pp.runq.is_empty() || s.runqsize.load(Ordering::SeqCst) > 0 {
-        startm(s, ptr, false);
+        startm(s, Some(pp), false);
         return;
     }
     if s.npidle.load(Ordering::SeqCst) == 0 && try_claim_spinner(s) {
-        startm(s, ptr, true);
+        startm(s, Some(pp), true);
         return;
     }
     let mut sl = s.lock.lock();
     if s.runqsize.load(Ordering::SeqCst) > 0 {
         drop(sl);
-        startm(s, ptr, false);
+        startm(s, Some(pp), false);
         return;
     }
     pidleput(&mut sl, s, pp);
@@ -629,7 +658,11 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         };
         g.stackguard0.store(guard, Ordering::Relaxed);
         // SAFETY: our own TLS word (set in minit).
-        unsafe { mp.stackguard_slot.get().write_volatile(guard) };
+        unsafe {
+            mp.stackguard_slot
+                .load(Ordering::Relaxed)
+                .write_volatile(guard)
+        };
         // Goroutine code from here: sysmon may take the P if it blocks in
         // the kernel (unannounced).
         mp.curg.store(gp, Ordering::Release);
@@ -649,7 +682,7 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         mp.curg.store(std::ptr::null_mut(), Ordering::Release);
         crate::unannounced::stall_point(mp);
         // SAFETY: our own TLS word: g0 never takes the check's slow path.
-        unsafe { mp.stackguard_slot.get().write_volatile(0) };
+        unsafe { mp.stackguard_slot.load(Ordering::Relaxed).write_volatile(0) };
         let after = mp.after.replace(After::Nothing);
         match after {
             After::Yield => {
@@ -725,11 +758,9 @@ fn p_or_stop(s: &'static Sched, mp: &'static M, requeue: Option<*mut G>) -> bool
         unsafe { (*gp).set_status(G_RUNNABLE) };
     }
     let mut sl = s.lock.lock();
-    let pp = pidleget(&mut sl, s);
-    if !pp.is_null() {
+    if let Some(pp) = pidleget(&mut sl, s) {
         drop(sl);
-        // SAFETY: pidleget gave us exclusive use of pp.
-        acquirep(mp, unsafe { &*pp });
+        acquirep(mp, pp);
         return true;
     }
     if let Some(gp) = requeue {
@@ -758,7 +789,8 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
     let fairness_round = pp.schedtick.load(Ordering::Relaxed).is_multiple_of(61)
         && s.runqsize.load(Ordering::Relaxed) > 0;
     if pp.timers.timer0.load(Ordering::Relaxed) == u64::MAX && !fairness_round {
-        if let Some(r) = pp.runq.get() {
+        // SAFETY: this M holds pp (above).
+        if let Some(r) = unsafe { pp.runq.owner() }.get() {
             return r;
         }
     }
@@ -795,7 +827,8 @@ fn find_runnable_slow(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
                 runqput(s, pp, gp, false);
             }
         }
-        if let Some(r) = pp.runq.get() {
+        // SAFETY: this M holds pp (above).
+        if let Some(r) = unsafe { pp.runq.owner() }.get() {
             return r;
         }
         crate::exectrace::m_dirty(); // exectrace: beyond the fast path
@@ -848,17 +881,12 @@ fn find_runnable_slow(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
             mp.set_spinning(false);
             s.nmspinning.fetch_sub(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            if s.allp.iter().any(|p| !p.runq.is_empty()) || s.runqsize.load(Ordering::SeqCst) > 0 {
-                let mut sl = s.lock.lock();
-                let pp = pidleget(&mut sl, s);
-                drop(sl);
-                if !pp.is_null() {
-                    // SAFETY: pidleget gave us exclusive use of pp.
-                    acquirep(mp, unsafe { &*pp });
-                    mp.set_spinning(true);
-                    s.nmspinning.fetch_add(1, Ordering::SeqCst);
-                    continue 'top;
-                }
+            let work =
+                s.allp.iter().any(|p| !p.runq.is_empty()) || s.runqsize.load(Ordering::SeqCst) > 0;
+            if work && try_acquire_idle_p(s, mp) {
+                mp.set_spinning(true);
+                s.nmspinning.fetch_add(1, Ordering::SeqCst);
+                continue 'top;
             }
         }
         // Someone waits on the network and nobody polls: this M becomes
@@ -905,11 +933,8 @@ fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)>
     // timer (the P we take below runs it).
     let list = crate::netpoll::netpoll(delay);
     crate::netpoll::LASTPOLL.store(crate::timer::nanotime().max(1), Ordering::SeqCst);
-    let pp = {
-        let mut sl = s.lock.lock();
-        pidleget(&mut sl, s)
-    };
-    match unsafe_p(pp) {
+    let pp = pidleget(&mut s.lock.lock(), s);
+    match pp {
         Some(p) => {
             acquirep(mp, p);
             if list.len() == 0 {
@@ -966,8 +991,8 @@ fn stopm_until(s: &'static Sched, mp: &'static M, deadline: u64) {
             s.nmidle.fetch_sub(1, Ordering::SeqCst);
             let pp = pidleget(&mut sl, s);
             drop(sl);
-            if let Some(p) = unsafe_p(pp) {
-                acquirep(mp, p);
+            if let Some(pp) = pp {
+                acquirep(mp, pp);
                 return;
             }
             // Every P is busy: they run the timers themselves.
@@ -979,20 +1004,11 @@ fn stopm_until(s: &'static Sched, mp: &'static M, deadline: u64) {
         mp.park.sleep();
     }
     mp.park.clear();
-    let pp = mp.nextp.swap(std::ptr::null_mut(), Ordering::Acquire);
-    assert!(!pp.is_null(), "stopm_until: woken without a P");
-    // SAFETY: startm gave us exclusive use of pp.
-    acquirep(mp, unsafe { &*pp });
-}
-
-/// A P from `pidleget`, as a reference.
-fn unsafe_p(pp: *mut P) -> Option<&'static P> {
-    // SAFETY: Ps live forever in `allp`; pidleget gave us exclusive use.
-    unsafe { pp.as_ref() }
+    acquirep(mp, take_nextp(mp, "stopm_until"));
 }
 
 /// Tries every other P in random order, a few rounds, taking half its
-/// queue; on the last round also its runnext.
+/// queue into `pp` (`mp`'s own P); on the last round also its runnext.
 fn steal_work(s: &Sched, mp: &M, pp: &P) -> Option<*mut G> {
     let n = s.procs();
     if n == 1 {
@@ -1010,7 +1026,8 @@ fn steal_work(s: &Sched, mp: &M, pp: &P) -> Option<*mut G> {
                 if victim.timers.timer0.load(Ordering::Relaxed) != u64::MAX
                     && crate::timer::run_timers(&victim.timers, crate::timer::nanotime()) > 0
                 {
-                    if let Some((gp, _)) = pp.runq.get() {
+                    // SAFETY: `pp` is this M's own P (steal_work's contract).
+                    if let Some((gp, _)) = unsafe { pp.runq.owner() }.get() {
                         return Some(gp);
                     }
                 }
@@ -1018,7 +1035,8 @@ fn steal_work(s: &Sched, mp: &M, pp: &P) -> Option<*mut G> {
             if std::ptr::eq(victim, pp) || victim.status.load(Ordering::Acquire) == P_IDLE {
                 continue;
             }
-            if let Some(gp) = pp.runq.steal_from(&victim.runq, steal_next) {
+            // SAFETY: `pp` is this M's own P (steal_work's contract).
+            if let Some(gp) = unsafe { pp.runq.owner() }.steal_from(&victim.runq, steal_next) {
                 pp.steals.fetch_add(1, Ordering::Relaxed);
                 return Some(gp);
             }
@@ -1173,7 +1191,8 @@ pub(crate) fn newproc(
     crate::exectrace::create(g); // exectrace
     s.ngoroutines.fetch_add(1, Ordering::Relaxed);
     s.spawned.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: as above.
+    // SAFETY: a non-null pp is held by this M, which cannot lose it while
+    // `locked` prevents preemption.
     put_runnable(s, unsafe { pp.as_ref() }, gp, true);
     // See SPAWN_BACKLOG: a goroutine that may yield here (not in a
     // syscall, preemption not disabled) does when the backlog is long —

@@ -69,7 +69,7 @@ unsafe fn install(sig: libc::c_int, handler: Handler) -> libc::sigaction {
     sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_RESTART;
     // SAFETY: sa_mask is a valid sigset_t inside `sa`.
     unsafe { libc::sigfillset(&mut sa.sa_mask) };
-    // SAFETY: as above.
+    // SAFETY: an all-zero sigaction is a valid value for the kernel to fill in.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call.
     if unsafe { libc::sigaction(sig, &sa, &mut old) } != 0 {

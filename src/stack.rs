@@ -248,7 +248,8 @@ fn install_guard(addr: usize) {
         }
         LIGHT_GUARDS.store(false, Ordering::Relaxed);
     }
-    // SAFETY: as above; PROT_NONE only changes the protection of our pages.
+    // SAFETY: [addr, addr + GUARD_SIZE) lies in a region we just mapped and
+    // nothing uses yet; PROT_NONE only changes the protection of those pages.
     let r = unsafe { libc::mprotect(addr as *mut libc::c_void, GUARD_SIZE, libc::PROT_NONE) };
     if r != 0 {
         let err = std::io::Error::last_os_error();

@@ -183,11 +183,10 @@ impl Node {
             }
             return;
         }
-        // This is `park::Waiter::wait` minus a race: Waiter's park callback
-        // stores `published` into the goroutine's stack after `publish`
-        // returns, when the goroutine may already run again on another M.
-        // Here nothing of the goroutine is touched after `publish` (the
-        // result goes back in a register).
+        // The shape of `park::Waiter::wait`: nothing on the goroutine's
+        // stack is written once `publish` has made it reachable (a waker
+        // may already run it on another M); `publish`'s result goes back
+        // to `park` in a register.
         crate::sched::park(reason, &mut |gp| {
             self.g.set(gp);
             publish()
@@ -206,7 +205,9 @@ unsafe fn wake_node(n: *const Node) {
     if gp.is_null() {
         // The thread may return as soon as the note is set; `wakeup` uses
         // the note's address afterwards only as a futex key.
-        // SAFETY: as above; a node is dequeued, hence woken, only once.
+        // SAFETY: a dequeued, un-woken node is alive (the contract); it is
+        // dequeued, hence woken, only once, and `wakeup` touches the note only
+        // through its atomic swap (the futex call uses the address as a key).
         unsafe { (*n).note.wakeup() };
     } else {
         // The goroutine parked (`g` was set on g0 before publication) and
@@ -282,7 +283,8 @@ impl KeyedQueue {
             n.next_key.set(hr.next_key.get());
             self.relink(prev, n);
         } else {
-            // SAFETY: as above; the tail is a queued node.
+            // SAFETY: the tail of a queued node's list is itself a queued node,
+            // alive while queued (see `KeyedQueue`).
             unsafe { (*hr.tail.get()).next.set(n) };
             hr.tail.set(n);
         }
@@ -300,7 +302,8 @@ impl KeyedQueue {
         if next.is_null() {
             self.relink(prev, hr.next_key.get());
         } else {
-            // SAFETY: as above.
+            // SAFETY: `next` is the following queued node of the same key,
+            // alive while queued (see `KeyedQueue`).
             let nr = unsafe { &*next };
             nr.tail.set(hr.tail.get());
             nr.next_key.set(hr.next_key.get());
@@ -719,7 +722,8 @@ pub struct Mutex<T: ?Sized> {
 // SAFETY: the mutex hands out access to `T` to one party at a time, so it
 // may be shared (and moved) between threads when `T` may be moved.
 unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
-// SAFETY: as above.
+// SAFETY: shared `&Mutex<T>` only gives `&mut T` to the lock holder, one party
+// at a time, so `T: Send` suffices (as for std's Mutex).
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
 /// Access to the data of a locked [`Mutex`]; unlocks when dropped.
@@ -968,7 +972,8 @@ pub struct RwLock<T: ?Sized> {
 // SAFETY: readers share `&T` (needs `T: Sync`), writers get `&mut T`
 // from any thread (needs `T: Send`).
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
-// SAFETY: as above.
+// SAFETY: several threads may hold `&T` at once through read guards (needs `T:
+// Sync`) and one may get `&mut T` (needs `T: Send`).
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 
 /// Shared access to the data of a read-locked [`RwLock`].
@@ -980,7 +985,7 @@ pub struct RwLockReadGuard<'a, T: ?Sized> {
 
 // SAFETY: a read guard is a `&T` with an unlock attached.
 unsafe impl<T: ?Sized + Sync> Send for RwLockReadGuard<'_, T> {}
-// SAFETY: as above.
+// SAFETY: sharing a read guard shares only `&T`, which `T: Sync` allows.
 unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
 
 /// Exclusive access to the data of a write-locked [`RwLock`].
@@ -1168,7 +1173,8 @@ impl CondQueue {
                 if prev.is_null() {
                     self.head = next;
                 } else {
-                    // SAFETY: as above.
+                    // SAFETY: `prev` is the queued node before `cur`, alive
+                    // while queued (see `CondQueue`); we hold the queue's lock.
                     unsafe { (*prev).next.set(next) };
                 }
                 if self.tail == cur {
@@ -1278,7 +1284,8 @@ impl Condvar {
         };
         if !gp.is_null() {
             let gp = crate::sched::getg();
-            // SAFETY: as above (the goroutine runs again).
+            // SAFETY: the goroutine is running again (it is the current G) and
+            // writes its own field.
             unsafe { (*gp).timed_wait.set(false) };
         }
         // Disarm: after this the timer never touches `self` (it holds the
@@ -1359,7 +1366,9 @@ impl Condvar {
             // SAFETY: the chain was dequeued by us under the lock; read the
             // link before the wake, after which the node may be gone.
             let next = unsafe { (*n).next.get() };
-            // SAFETY: as above; not woken yet.
+            // SAFETY: `n` was dequeued by us under the lock and nobody else can
+            // reach it, so it is alive and not woken yet: `wake_node`'s
+            // contract.
             unsafe { wake_node(n) };
             n = next;
         }

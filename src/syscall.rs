@@ -1,6 +1,6 @@
 //! System calls that may block: `blocking(f)` brackets `f` with
 //! `entersyscall`/`exitsyscall` so the goroutine's P can run other
-//! goroutines meanwhile (DESIGN §9).
+//! goroutines meanwhile (docs/design.md, "System calls").
 //!
 //! # The P during a syscall
 //!
@@ -19,7 +19,7 @@
 
 use crate::g::{G, G_RUNNING, G_SYSCALL};
 use crate::m::{getm, After, M};
-use crate::p::{P, P_RUNNING, P_SYSCALL};
+use crate::p::{P_RUNNING, P_SYSCALL};
 use std::sync::atomic::Ordering;
 
 /// Runs `f`, a call that may block in the kernel, letting other goroutines
@@ -103,7 +103,9 @@ fn exitsyscall() {
             .compare_exchange(P_SYSCALL, P_RUNNING, Ordering::SeqCst, Ordering::SeqCst)
             .is_ok()
         {
-            reacquire(mp, p);
+            // Back from P_SYSCALL to P_RUNNING by our CAS: only the links
+            // to set again (sysmon is awake: it watched the syscall).
+            crate::sched::attach_p(mp, p);
             crate::exectrace::syscall_exit(g, oldp); // exectrace
             g.set_status(G_RUNNING);
             mp.locks.set(mp.locks.get() - 1);
@@ -112,14 +114,8 @@ fn exitsyscall() {
     }
     // Our P was handed off. Any idle one?
     let s = crate::sched::sched();
-    let pp = {
-        let mut sl = s.lock.lock();
-        crate::sched::pidleget(&mut sl, s)
-    };
-    // SAFETY: pidleget gave us exclusive use of pp.
-    if let Some(p) = unsafe { pp.as_ref() } {
-        crate::sched::acquirep(mp, p);
-        crate::exectrace::syscall_exit(g, pp); // exectrace
+    if crate::sched::try_acquire_idle_p(s, mp) {
+        crate::exectrace::syscall_exit(g, mp.p()); // exectrace
         g.set_status(G_RUNNING);
         mp.locks.set(mp.locks.get() - 1);
         return;
@@ -129,11 +125,6 @@ fn exitsyscall() {
     // No P: g0 queues us globally and parks this M.
     crate::sched::mcall(After::ExitSyscall);
     // Resumed by some M with a P, status Running (set by execute).
-}
-
-fn reacquire(mp: &'static M, p: &P) {
-    mp.p.store(p as *const P as *mut P, Ordering::Release);
-    p.m.store(mp as *const M as *mut M, Ordering::Release);
 }
 
 /// Runs `f` with the calling M and its running goroutine, with preemption

@@ -1,5 +1,5 @@
 //! sysmon: the monitor thread. An M without a P that never runs
-//! goroutines; it watches the Ps from outside (DESIGN §4–5).
+//! goroutines; it watches the Ps from outside (docs/design.md, "sysmon").
 //!
 //! Each round it:
 //! - **retakes**: a P whose `schedtick` has not moved for the time slice
@@ -296,7 +296,7 @@ fn sysmon(s: &'static Sched) -> ! {
             && s.npidle.load(Ordering::SeqCst) > 0
             && crate::sched::try_claim_spinner(s)
         {
-            crate::sched::startm(s, std::ptr::null_mut(), true);
+            crate::sched::startm(s, None, true);
             idle = 0;
         }
 

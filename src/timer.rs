@@ -1,5 +1,5 @@
 //! Timers: per-P 4-ary heaps (as Go's), `gort::time::sleep`, and the hooks
-//! the scheduler and sysmon use to run them on time (DESIGN §10).
+//! the scheduler and sysmon use to run them on time (docs/design.md, "Timers").
 //!
 //! # Where timers run
 //!

@@ -85,10 +85,11 @@ pub(crate) fn sched_report(s: &Sched, detail: bool) -> String {
             // SAFETY: Ps live forever in allp; Gs are never freed.
             let pid = unsafe { pp.as_ref() }.map_or(-1, |p| p.id as i64);
             let gp = mp.curg();
-            // SAFETY: as above.
+            // SAFETY: curg, if non-null, points at a G, and Gs are never freed.
             let gid = unsafe { gp.as_ref() }.map_or(-1, |g| g.id() as i64);
             let lg = mp.lockedg.load(Ordering::Relaxed);
-            // SAFETY: as above.
+            // SAFETY: lockedg, if non-null, points at a G, and Gs are never
+            // freed.
             let lgid = unsafe { lg.as_ref() }.map_or(-1, |g| g.id() as i64);
             let _ = writeln!(
                 out,

@@ -444,7 +444,8 @@ fn capture_parked(g: &G, cache: &mut NativeCache) -> Option<Frames> {
             chunk.copy_from_slice(&w.to_le_bytes());
         }
     }
-    // SAFETY: as above.
+    // SAFETY: sched_sp is written by gort_switch on the G's own M; a racy read
+    // of one word is re-checked against the first one.
     let sp_after = unsafe { *g.sched_sp.get() };
     if sp_after != sp || !matches!(g.status(), G_WAITING | G_RUNNABLE) {
         return None;

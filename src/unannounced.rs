@@ -1,8 +1,9 @@
-//! Unannounced blocking (DESIGN §14): a goroutine that blocks in the
-//! kernel without `syscall::blocking` (std::fs, `std::thread::sleep`, a
-//! contended `std::sync::Mutex`, a blocking `std::net` socket, ...) loses
-//! its P to another M, as an announced syscall would, and takes one back
-//! when it next enters the runtime.
+//! Unannounced blocking (docs/design.md, "Unannounced blocking"): a
+//! goroutine that blocks in the kernel without `syscall::blocking`
+//! (std::fs, `std::thread::sleep`, a contended `std::sync::Mutex`, a
+//! blocking `std::net` socket, ...) loses its P to another M, as an
+//! announced syscall would, and takes one back when it next enters the
+//! runtime.
 //!
 //! # Detection (sysmon, from outside; the thread is never disturbed)
 //!
@@ -164,19 +165,11 @@ fn check_p_slow(mp: &'static M, p: &P) -> bool {
 #[inline(never)]
 pub(crate) fn take_idle_p(mp: &'static M) -> bool {
     let s = crate::sched::sched();
-    let pp = {
-        let mut sl = s.lock.lock();
-        crate::sched::pidleget(&mut sl, s)
-    };
-    // SAFETY: pidleget gave us exclusive use of pp.
-    match unsafe { pp.as_ref() } {
-        Some(p) => {
-            crate::sched::acquirep(mp, p);
-            unmark(mp);
-            true
-        }
-        None => false,
+    if !crate::sched::try_acquire_idle_p(s, mp) {
+        return false;
     }
+    unmark(mp);
+    true
 }
 
 /// Clears the "blocked in the kernel" mark of the goroutine on `mp`.

@@ -1,8 +1,8 @@
 //! Preemption meets the standard library, under a 100µs time slice:
 //! allocation-heavy goroutines, and `println!` of values whose `Display`
 //! computes for a while, so that signals land inside std's stdout lock
-//! (DESIGN §8). Both run in child processes so that their stdout can be
-//! read whole.
+//! (docs/design.md, "Preemption"). Both run in child processes so that
+//! their stdout can be read whole.
 
 mod common;
 

@@ -1,7 +1,8 @@
-//! Unannounced blocking (DESIGN §14): plain `std` calls that block in the
-//! kernel without `syscall::blocking` must not stall a processor. Each
-//! scenario runs in a child process (a regression would hang), mostly on
-//! one P, where a stalled processor stops every other goroutine.
+//! Unannounced blocking (docs/design.md, "Unannounced blocking"): plain
+//! `std` calls that block in the kernel without `syscall::blocking` must
+//! not stall a processor. Each scenario runs in a child process (a
+//! regression would hang), mostly on one P, where a stalled processor
+//! stops every other goroutine.
 //!
 //! Bounds are generous (a loaded 2-core CI VM): a 1ms ticker beside the
 //! blocked goroutine must get a good share of its wake-ups, where without
