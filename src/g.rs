@@ -307,3 +307,59 @@ impl GList {
         *other = GList::new();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` fresh Gs, leaked as the runtime's are.
+    fn gs(n: usize) -> Vec<*mut G> {
+        (0..n).map(|_| Box::into_raw(Box::new(G::new()))).collect()
+    }
+
+    fn drain(l: &mut GList) -> Vec<*mut G> {
+        std::iter::from_fn(|| l.pop_front()).collect()
+    }
+
+    #[test]
+    fn glist_is_fifo_and_counts() {
+        let g = gs(5);
+        let mut l = GList::new();
+        assert_eq!(l.len(), 0);
+        assert!(l.pop_front().is_none());
+        for &gp in &g {
+            l.push_back(gp);
+        }
+        assert_eq!(l.len(), 5);
+        assert_eq!(drain(&mut l), g);
+        assert_eq!(l.len(), 0);
+        // Reusable once empty, and a G popped can be pushed again.
+        l.push_back(g[2]);
+        l.push_back(g[0]);
+        assert_eq!(drain(&mut l), vec![g[2], g[0]]);
+    }
+
+    #[test]
+    fn glist_append_moves_everything_in_order() {
+        let g = gs(6);
+        let (mut a, mut b) = (GList::new(), GList::new());
+        // Appending an empty list changes nothing; appending to an empty
+        // one takes the other whole.
+        a.append(&mut b);
+        assert_eq!(a.len(), 0);
+        for &gp in &g[3..] {
+            b.push_back(gp);
+        }
+        a.append(&mut b);
+        assert_eq!((a.len(), b.len()), (3, 0));
+        for &gp in &g[..3] {
+            b.push_back(gp);
+        }
+        a.append(&mut b);
+        assert_eq!((a.len(), b.len()), (6, 0));
+        assert!(b.pop_front().is_none());
+        let mut want = g[3..].to_vec();
+        want.extend_from_slice(&g[..3]);
+        assert_eq!(drain(&mut a), want);
+    }
+}

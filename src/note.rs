@@ -97,3 +97,49 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: i32) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn wakeup_before_sleep_returns_at_once_until_cleared() {
+        let n = Note::new();
+        n.wakeup();
+        n.sleep();
+        n.sleep();
+        assert!(n.sleep_timeout(Duration::ZERO));
+        n.clear();
+        assert!(!n.sleep_timeout(Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn sleep_timeout_waits_about_the_timeout() {
+        let n = Note::new();
+        let t = Instant::now();
+        assert!(!n.sleep_timeout(Duration::from_millis(30)));
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(30), "{waited:?}");
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+    }
+
+    #[test]
+    fn a_wakeup_from_another_thread_ends_the_sleep() {
+        for _ in 0..50 {
+            let n = Arc::new(Note::new());
+            let w = n.clone();
+            let h = std::thread::spawn(move || w.wakeup());
+            n.sleep();
+            h.join().unwrap();
+            let n2 = Arc::new(Note::new());
+            let w2 = n2.clone();
+            let h2 = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(1));
+                w2.wakeup();
+            });
+            assert!(n2.sleep_timeout(Duration::from_secs(30)));
+            h2.join().unwrap();
+        }
+    }
+}

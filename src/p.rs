@@ -366,3 +366,142 @@ impl Owner<'_> {
         Some(gp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    fn gs(n: usize) -> Vec<*mut G> {
+        (0..n).map(|_| Box::into_raw(Box::new(G::new()))).collect()
+    }
+
+    #[test]
+    fn owner_gets_runnext_first_then_fifo() {
+        let q = RunQueue::new();
+        // SAFETY: a queue of no P: this test is its only user.
+        let o = unsafe { q.owner() };
+        let g = gs(4);
+        assert!(o.get().is_none());
+        o.put(g[0], false).ok().unwrap();
+        o.put(g[1], false).ok().unwrap();
+        o.put(g[2], true).ok().unwrap();
+        // A second runnext displaces the first to the tail.
+        o.put(g[3], true).ok().unwrap();
+        assert_eq!(q.len(), 4);
+        assert_eq!(o.get(), Some((g[3], true)));
+        assert_eq!(o.get(), Some((g[0], false)));
+        assert_eq!(o.get(), Some((g[1], false)));
+        assert_eq!(o.get(), Some((g[2], false)));
+        assert!(o.get().is_none());
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_full_ring_overflows_half_plus_the_new_one_oldest_first() {
+        let q = RunQueue::new();
+        // SAFETY: a queue of no P: this test is its only user.
+        let o = unsafe { q.owner() };
+        let g = gs(RUNQ_SIZE as usize + 1);
+        for &gp in &g[..RUNQ_SIZE as usize] {
+            o.put(gp, false).ok().unwrap();
+        }
+        let mut batch = match o.put(g[RUNQ_SIZE as usize], false) {
+            Err(Overflow { batch }) => batch,
+            Ok(()) => panic!("a full ring took one more"),
+        };
+        let mut want: Vec<*mut G> = g[..(RUNQ_SIZE / 2) as usize].to_vec();
+        want.push(g[RUNQ_SIZE as usize]);
+        let got: Vec<*mut G> = std::iter::from_fn(|| batch.pop_front()).collect();
+        assert_eq!(got, want);
+        let rest: Vec<*mut G> = std::iter::from_fn(|| o.get().map(|r| r.0)).collect();
+        assert_eq!(
+            rest,
+            g[(RUNQ_SIZE / 2) as usize..RUNQ_SIZE as usize].to_vec()
+        );
+    }
+
+    #[test]
+    fn steal_takes_half_and_the_last_round_takes_runnext() {
+        let (victim, thief) = (RunQueue::new(), RunQueue::new());
+        // SAFETY: queues of no P: this test is their only user.
+        let (v, t) = unsafe { (victim.owner(), thief.owner()) };
+        let g = gs(9);
+        for &gp in &g[..8] {
+            v.put(gp, false).ok().unwrap();
+        }
+        // Half of the ring (4), oldest first; one is returned to run.
+        assert_eq!(t.steal_from(&victim, false), Some(g[3]));
+        assert_eq!(thief.len(), 3);
+        assert_eq!(victim.len(), 4);
+        let stolen: Vec<*mut G> = std::iter::from_fn(|| t.get().map(|r| r.0)).collect();
+        assert_eq!(stolen, g[..3].to_vec());
+        let left: Vec<*mut G> = std::iter::from_fn(|| v.get().map(|r| r.0)).collect();
+        assert_eq!(left, g[4..8].to_vec());
+        // Empty ring: only a last-round steal takes runnext.
+        v.put(g[8], true).ok().unwrap();
+        assert_eq!(victim.len(), 1);
+        assert_eq!(t.steal_from(&victim, false), None);
+        assert_eq!(t.steal_from(&victim, true), Some(g[8]));
+        assert!(victim.is_empty());
+    }
+
+    /// The owner pushes and pops while thieves steal, on real threads:
+    /// every G comes out exactly once.
+    #[test]
+    fn concurrent_owner_and_thieves_lose_and_duplicate_nothing() {
+        const N: usize = 100_000;
+        let victim = Arc::new(RunQueue::new());
+        let g: Vec<usize> = gs(N).into_iter().map(|p| p as usize).collect();
+        let done = Arc::new(AtomicBool::new(false));
+        let thieves: Vec<_> = (0..2)
+            .map(|_| {
+                let (victim, done) = (victim.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mine = RunQueue::new();
+                    // SAFETY: `mine` is this thread's alone.
+                    let o = unsafe { mine.owner() };
+                    let mut got = Vec::new();
+                    while !done.load(Ordering::Acquire) || !victim.is_empty() {
+                        if let Some(gp) = o.steal_from(&victim, true) {
+                            got.push(gp as usize);
+                            while let Some((gp, _)) = o.get() {
+                                got.push(gp as usize);
+                            }
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        // SAFETY: only this thread owns the victim's queue.
+        let o = unsafe { victim.owner() };
+        let mut mine = Vec::new();
+        let mut overflowed = Vec::new();
+        for (i, &gp) in g.iter().enumerate() {
+            if let Err(Overflow { mut batch }) = o.put(gp as *mut G, i % 7 == 0) {
+                overflowed.extend(std::iter::from_fn(|| batch.pop_front()).map(|p| p as usize));
+            }
+            if i % 3 == 0 {
+                if let Some((gp, _)) = o.get() {
+                    mine.push(gp as usize);
+                }
+            }
+        }
+        while let Some((gp, _)) = o.get() {
+            mine.push(gp as usize);
+        }
+        done.store(true, Ordering::Release);
+        let mut all = mine;
+        all.extend(overflowed);
+        for t in thieves {
+            all.extend(t.join().unwrap());
+        }
+        assert_eq!(all.len(), N, "a G was lost or taken twice");
+        let unique: HashSet<usize> = all.iter().copied().collect();
+        assert_eq!(unique.len(), N);
+        assert_eq!(unique, g.iter().copied().collect::<HashSet<usize>>());
+    }
+}

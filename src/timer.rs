@@ -679,3 +679,74 @@ impl std::fmt::Debug for Ticker {
         f.debug_struct("Ticker").finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that counts as live while `seq` is not stopped.
+    struct Stoppable(AtomicU64);
+
+    impl TimerTask for Stoppable {
+        fn fire(self: Arc<Self>, _seq: u64) {}
+        fn live(&self, seq: u64) -> bool {
+            self.0.load(Ordering::Relaxed) != seq
+        }
+    }
+
+    fn entry(when: u64, task: &Arc<Stoppable>, seq: u64) -> Entry {
+        Entry {
+            when,
+            action: TimerAction::Task(task.clone(), seq),
+        }
+    }
+
+    fn whens(h: &mut TimerHeap) -> Vec<u64> {
+        std::iter::from_fn(|| h.pop().map(|e| e.when)).collect()
+    }
+
+    #[test]
+    fn heap_pops_in_deadline_order() {
+        let t = Arc::new(Stoppable(AtomicU64::new(u64::MAX)));
+        let mut h = TimerHeap::default();
+        assert_eq!(h.first(), u64::MAX);
+        // A fixed pseudo-random order with duplicates, over several levels
+        // of the 4-ary heap.
+        let input: Vec<u64> = (0..500u64).map(|i| (i * 7919) % 211).collect();
+        for (i, &w) in input.iter().enumerate() {
+            h.push(entry(w, &t, i as u64));
+            assert_eq!(h.first(), *input[..=i].iter().min().unwrap());
+        }
+        assert_eq!(h.len(), input.len());
+        let mut sorted = input.clone();
+        sorted.sort_unstable();
+        assert_eq!(whens(&mut h), sorted);
+        assert!(h.pop().is_none());
+    }
+
+    #[test]
+    fn compaction_drops_stopped_entries_and_keeps_the_order() {
+        let tasks: Vec<Arc<Stoppable>> = (0..300)
+            .map(|_| Arc::new(Stoppable(AtomicU64::new(u64::MAX))))
+            .collect();
+        let mut h = TimerHeap::default();
+        for (i, t) in tasks.iter().enumerate() {
+            h.push(entry(((i as u64) * 31) % 97, t, 1));
+        }
+        // Stop every third one.
+        for t in tasks.iter().step_by(3) {
+            t.0.store(1, Ordering::Relaxed);
+        }
+        let mut dropped = Vec::new();
+        h.compact(&mut dropped);
+        assert_eq!(dropped.len(), 100);
+        assert!(dropped.iter().all(|e| !e.action.live()));
+        assert_eq!(h.len(), 200);
+        let mut want: Vec<u64> = (0..300u64)
+            .filter(|i| i % 3 != 0)
+            .map(|i| (i * 31) % 97)
+            .collect();
+        want.sort_unstable();
+        assert_eq!(whens(&mut h), want);
+    }
+}

@@ -562,7 +562,27 @@ fn perf_unwinds_through_preemption_trampoline() {
     ] {
         // A high sample rate: the trampoline runs for a few µs at a time.
         let record_args: Vec<&str> = args.iter().copied().chain(["-F", "20000"]).collect();
-        let (samples, _) = profile_child(CHILD_PREEMPTED, &format!("tramp-{mode}"), &record_args);
+        // Samples land in the trampoline's µs-long windows by chance: 50 to
+        // 170 of ~40,000 in a run here, but once only 2 (a CI run). A
+        // second recording when the first caught fewer than 5; the
+        // unwinding itself is judged on whatever was caught.
+        let mut samples = Vec::new();
+        for attempt in 0..2 {
+            let (s, _) = profile_child(
+                CHILD_PREEMPTED,
+                &format!("tramp-{mode}-{attempt}"),
+                &record_args,
+            );
+            samples = s;
+            let caught = samples
+                .iter()
+                .filter(|c| c.iter().any(|f| f == TRAMPOLINE))
+                .count();
+            if caught >= 5 {
+                break;
+            }
+            eprintln!("perf {mode}: only {caught} samples in the trampoline; recording again");
+        }
         // Samples through the trampoline whose innermost frame is gort's
         // own code (the trampoline, or Rust it calls): libc and the kernel
         // have no frame pointers, so chains from there are not expected to
