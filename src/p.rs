@@ -34,7 +34,16 @@ pub(crate) fn p_blocked(m: &M) -> u32 {
     ((m.id as u32) << 2) | 3
 }
 
-pub(crate) const RUNQ_SIZE: u32 = 256;
+/// Slots of a P's ring (4 in the loom model, so that it fills and
+/// overflows within a few steps).
+pub(crate) const RUNQ_SIZE: u32 = if cfg!(gort_loom) { 4 } else { 256 };
+
+// The ring's atomics: loom's in the model check (`cfg(gort_loom)`), std's
+// otherwise.
+#[cfg(gort_loom)]
+use loom::sync::atomic::{AtomicPtr as RingPtr, AtomicU32 as RingU32};
+#[cfg(not(gort_loom))]
+use std::sync::atomic::{AtomicPtr as RingPtr, AtomicU32 as RingU32};
 
 pub(crate) struct P {
     pub(crate) id: usize,
@@ -104,10 +113,10 @@ impl P {
 /// take, and the owner reads `head` with `Acquire` before reusing a slot,
 /// so a thief's copy of a slot happens before the owner overwrites it.
 pub(crate) struct RunQueue {
-    head: AtomicU32,
-    tail: AtomicU32,
-    slots: [AtomicPtr<G>; RUNQ_SIZE as usize],
-    runnext: AtomicPtr<G>,
+    head: RingU32,
+    tail: RingU32,
+    slots: [RingPtr<G>; RUNQ_SIZE as usize],
+    runnext: RingPtr<G>,
 }
 
 /// The outcome of `Owner::put` when the ring is full: the caller moves
@@ -127,10 +136,10 @@ pub(crate) struct Owner<'a> {
 impl RunQueue {
     fn new() -> RunQueue {
         RunQueue {
-            head: AtomicU32::new(0),
-            tail: AtomicU32::new(0),
-            slots: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
-            runnext: AtomicPtr::new(std::ptr::null_mut()),
+            head: RingU32::new(0),
+            tail: RingU32::new(0),
+            slots: std::array::from_fn(|_| RingPtr::new(std::ptr::null_mut())),
+            runnext: RingPtr::new(std::ptr::null_mut()),
         }
     }
 
@@ -147,7 +156,7 @@ impl RunQueue {
         }
     }
 
-    fn slot(&self, i: u32) -> &AtomicPtr<G> {
+    fn slot(&self, i: u32) -> &RingPtr<G> {
         &self.slots[(i % RUNQ_SIZE) as usize]
     }
 
@@ -186,7 +195,10 @@ impl RunQueue {
                     // Go's runqgrab: the victim just readied this G (a
                     // channel hand-off) and is likely about to block and
                     // run it itself; give it ~3us before taking it.
+                    #[cfg(not(gort_loom))]
                     std::thread::sleep(std::time::Duration::from_micros(3));
+                    #[cfg(gort_loom)]
+                    loom::thread::yield_now();
                 }
                 if steal_next {
                     // Acquire: pairs with the owner's AcqRel swap that put
@@ -503,5 +515,104 @@ mod tests {
         let unique: HashSet<usize> = all.iter().copied().collect();
         assert_eq!(unique.len(), N);
         assert_eq!(unique, g.iter().copied().collect::<HashSet<usize>>());
+    }
+}
+
+/// The run queue's model check: loom runs the owner and a thief through
+/// every interleaving (up to a preemption bound) of their atomic steps on
+/// a 4-slot ring, and every G must come out exactly once.
+/// `RUSTFLAGS="--cfg gort_loom" cargo test --release --lib loom_`.
+#[cfg(all(test, gort_loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::Arc;
+
+    /// Gs for the model, made once outside it (they are never freed).
+    fn gs(n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| Box::into_raw(Box::new(G::new())) as usize)
+            .collect()
+    }
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(f);
+    }
+
+    /// Everything a thief gets from one steal attempt: what `steal_from`
+    /// returns and what it queued in the thief's own ring.
+    fn steal_all(victim: &RunQueue, steal_next: bool) -> Vec<usize> {
+        let mine = RunQueue::new();
+        // SAFETY: `mine` is this thread's alone.
+        let o = unsafe { mine.owner() };
+        let mut got = Vec::new();
+        if let Some(gp) = o.steal_from(victim, steal_next) {
+            got.push(gp as usize);
+            while let Some((gp, _)) = o.get() {
+                got.push(gp as usize);
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn loom_put_overflow_get_against_a_thief() {
+        let g = gs(6);
+        model(move || {
+            let q = Arc::new(RunQueue::new());
+            let thief = {
+                let q = q.clone();
+                loom::thread::spawn(move || steal_all(&q, false))
+            };
+            // SAFETY: this thread is the queue's only owner.
+            let o = unsafe { q.owner() };
+            let mut got = Vec::new();
+            // Six puts into four slots: an overflow unless the thief took
+            // some first.
+            for &gp in &g {
+                if let Err(Overflow { mut batch }) = o.put(gp as *mut G, false) {
+                    got.extend(std::iter::from_fn(|| batch.pop_front()).map(|p| p as usize));
+                }
+            }
+            while let Some((gp, _)) = o.get() {
+                got.push(gp as usize);
+            }
+            got.extend(thief.join().unwrap());
+            got.sort_unstable();
+            let mut want = g.clone();
+            want.sort_unstable();
+            assert_eq!(got, want, "a G was lost or taken twice");
+        });
+    }
+
+    #[test]
+    fn loom_runnext_taken_once_by_owner_or_thief() {
+        let g = gs(3);
+        model(move || {
+            let q = Arc::new(RunQueue::new());
+            // SAFETY: this thread is the queue's only owner.
+            let o = unsafe { q.owner() };
+            o.put(g[0] as *mut G, false).ok().unwrap();
+            let thief = {
+                let q = q.clone();
+                loom::thread::spawn(move || {
+                    let mut got = steal_all(&q, true);
+                    got.extend(steal_all(&q, true));
+                    got
+                })
+            };
+            o.put(g[1] as *mut G, true).ok().unwrap();
+            o.put(g[2] as *mut G, true).ok().unwrap();
+            let mut got = Vec::new();
+            while let Some((gp, _)) = o.get() {
+                got.push(gp as usize);
+            }
+            got.extend(thief.join().unwrap());
+            got.sort_unstable();
+            let mut want = g.clone();
+            want.sort_unstable();
+            assert_eq!(got, want, "a G was lost or taken twice");
+        });
     }
 }
