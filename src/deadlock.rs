@@ -232,7 +232,7 @@ pub(crate) fn check(s: &Sched) -> Option<Dead> {
     let mut idle = s.nmidle.load(Ordering::SeqCst) + s.nmidlelocked.load(Ordering::SeqCst);
     // An M blocked in the netpoller with nobody waiting there (the last
     // waiter left by a deadline or close) is as idle as a parked one.
-    if crate::netpoll::LASTPOLL.load(Ordering::SeqCst) == 0 {
+    if crate::netpoll::blocking_poller_present() {
         idle += 1;
     }
     if ms > idle {

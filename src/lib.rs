@@ -123,10 +123,7 @@ mod trace;
 mod traceback;
 mod unannounced;
 
-/// Time: goroutine-aware sleeping, one-shot timers and tickers.
-pub mod time {
-    pub use crate::timer::{after, sleep, Ticker, Timer};
-}
+pub mod time;
 
 pub use blocking::spawn_blocking;
 pub use deadlock::OnDeadlock;

@@ -227,6 +227,16 @@ impl LockedM {
         Some(LockedM(mp))
     }
 
+    /// Raises `mp.locks` (the calling thread's M) without `acquire`'s
+    /// check of the P: for callers that check it themselves, or that run
+    /// while the M deliberately holds no P (entering and leaving a
+    /// syscall).
+    #[inline]
+    pub(crate) fn hold(mp: &'static M) -> LockedM {
+        mp.locks.set(mp.locks.get() + 1);
+        LockedM(mp)
+    }
+
     pub(crate) fn m(&self) -> &'static M {
         self.0
     }

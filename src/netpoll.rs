@@ -139,9 +139,45 @@ static FREE: Mutex<Vec<&'static PollDesc>> = Mutex::new(Vec::new());
 /// Goroutines parked in `wait` (they keep check_dead quiet, and make idle
 /// Ms poll).
 static WAITERS: AtomicU32 = AtomicU32::new(0);
-/// nanotime of the last poll, or 0 while an M is blocked in one. Starts
-/// at 1: "polled at the start".
-pub(crate) static LASTPOLL: AtomicU64 = AtomicU64::new(1);
+/// nanotime of the last poll, or 0 while an M is blocked in one (the
+/// poller's seat: at most one M blocks in `epoll_pwait2`). Starts at 1:
+/// "polled at the start". Only the functions below touch it.
+static LASTPOLL: AtomicU64 = AtomicU64::new(1);
+
+/// Whether an M is blocked in the netpoller now.
+pub(crate) fn blocking_poller_present() -> bool {
+    LASTPOLL.load(Ordering::SeqCst) == 0
+}
+
+/// Whether a spinning M should poll without blocking: someone waits on
+/// the network and no M is blocked polling already.
+pub(crate) fn want_nonblocking_poll() -> bool {
+    waiters() > 0 && LASTPOLL.load(Ordering::Relaxed) != 0
+}
+
+/// Takes the poller's seat if someone waits on the network and nobody
+/// holds it: the caller then blocks in `netpoll` and calls `leave_seat`.
+pub(crate) fn take_blocking_seat() -> bool {
+    waiters() > 0 && LASTPOLL.swap(0, Ordering::SeqCst) != 0
+}
+
+/// Gives the seat back after a blocking poll (and dates the poll).
+pub(crate) fn leave_seat() {
+    LASTPOLL.store(crate::timer::nanotime().max(1), Ordering::SeqCst);
+}
+
+/// sysmon: whether nobody polled for longer than `every` and no M is
+/// blocked polling; if so, claims the poll (dating it now) and the caller
+/// polls without blocking.
+pub(crate) fn claim_overdue_poll(every: std::time::Duration) -> bool {
+    let last = LASTPOLL.load(Ordering::SeqCst);
+    let now = crate::timer::nanotime();
+    last != 0
+        && now.saturating_sub(last) > every.as_nanos() as u64
+        && LASTPOLL
+            .compare_exchange(last, now.max(1), Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+}
 /// While an M is blocked in a poll: the nanotime it will wake by
 /// (u64::MAX: only an event or a break wakes it).
 static POLL_UNTIL: AtomicU64 = AtomicU64::new(0);

@@ -841,7 +841,7 @@ fn find_runnable_slow(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
 
         // The network, without blocking, if someone waits on it and no M
         // is blocked polling already (Go polls here before stealing too).
-        if crate::netpoll::waiters() > 0 && crate::netpoll::LASTPOLL.load(Ordering::Relaxed) != 0 {
+        if crate::netpoll::want_nonblocking_poll() {
             let list = crate::netpoll::netpoll(Some(std::time::Duration::ZERO));
             if let Some(gp) = run_first_inject_rest(s, pp, list) {
                 return (gp, false);
@@ -892,8 +892,7 @@ fn find_runnable_slow(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
         // Someone waits on the network and nobody polls: this M becomes
         // the blocking poller, which also sleeps only until the earliest
         // timer.
-        if crate::netpoll::waiters() > 0 && crate::netpoll::LASTPOLL.swap(0, Ordering::SeqCst) != 0
-        {
+        if crate::netpoll::take_blocking_seat() {
             if let Some(r) = block_in_netpoll(s, mp) {
                 return r;
             }
@@ -916,7 +915,7 @@ fn find_runnable_slow(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
 /// or the earliest timer; then takes an idle P. Returns a G to run (woken
 /// by the poll), or None to look for work again (holding a P). Without an
 /// idle P, queues what the poll woke globally and parks (stopm).
-/// `LASTPOLL` is 0 on entry (this M claimed the poller's seat).
+/// This M holds the poller's seat (`netpoll::take_blocking_seat`).
 fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)> {
     // Until the deadline is known, any new timer breaks the poll: one added
     // between reading the earliest timer and publishing it is not missed.
@@ -932,7 +931,7 @@ fn block_in_netpoll(s: &'static Sched, mp: &'static M) -> Option<(*mut G, bool)>
     // A delay of zero would make a non-blocking poll: fine for an overdue
     // timer (the P we take below runs it).
     let list = crate::netpoll::netpoll(delay);
-    crate::netpoll::LASTPOLL.store(crate::timer::nanotime().max(1), Ordering::SeqCst);
+    crate::netpoll::leave_seat();
     let pp = pidleget(&mut s.lock.lock(), s);
     match pp {
         Some(p) => {

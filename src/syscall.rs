@@ -18,7 +18,7 @@
 //! blocks the thread, as on a plain thread.
 
 use crate::g::{G, G_RUNNING, G_SYSCALL};
-use crate::m::{getm, After, M};
+use crate::m::{getm, After, LockedM, M};
 use crate::p::{P_RUNNING, P_SYSCALL};
 use std::sync::atomic::Ordering;
 
@@ -59,13 +59,12 @@ fn entersyscall() -> bool {
     if g.status() == G_SYSCALL {
         return false; // nested blocking(): already off the P
     }
-    mp.locks.set(mp.locks.get() + 1);
+    let _locked = LockedM::hold(mp);
     g.set_status(G_SYSCALL);
     if !crate::unannounced::check_p(mp) {
         // sysmon took our P while we sat in the kernel before (an
         // unannounced call): nothing to release; exitsyscall finds a P.
         mp.oldp.set(std::ptr::null_mut());
-        mp.locks.set(mp.locks.get() - 1);
         return true;
     }
     crate::unannounced::stall_point(mp);
@@ -86,7 +85,6 @@ fn entersyscall() -> bool {
         // Others wait for this P: make sure sysmon looks soon.
         crate::sysmon::kick(s);
     }
-    mp.locks.set(mp.locks.get() - 1);
     true
 }
 
@@ -95,7 +93,7 @@ fn exitsyscall() {
     let gp = mp.curg();
     // SAFETY: the running G is alive.
     let g = unsafe { &*gp };
-    mp.locks.set(mp.locks.get() + 1);
+    let locked = LockedM::hold(mp);
     let oldp = mp.oldp.replace(std::ptr::null_mut());
     // SAFETY: Ps live forever in allp.
     if let Some(p) = unsafe { oldp.as_ref() } {
@@ -108,7 +106,6 @@ fn exitsyscall() {
             crate::sched::attach_p(mp, p);
             crate::exectrace::syscall_exit(g, oldp); // exectrace
             g.set_status(G_RUNNING);
-            mp.locks.set(mp.locks.get() - 1);
             return;
         }
     }
@@ -117,12 +114,11 @@ fn exitsyscall() {
     if crate::sched::try_acquire_idle_p(s, mp) {
         crate::exectrace::syscall_exit(g, mp.p()); // exectrace
         g.set_status(G_RUNNING);
-        mp.locks.set(mp.locks.get() - 1);
         return;
     }
     crate::exectrace::syscall_exit(g, std::ptr::null_mut()); // exectrace
-    mp.locks.set(mp.locks.get() - 1);
-    // No P: g0 queues us globally and parks this M.
+    drop(locked); // `mcall` starts at locks 0
+                  // No P: g0 queues us globally and parks this M.
     crate::sched::mcall(After::ExitSyscall);
     // Resumed by some M with a P, status Running (set by execute).
 }

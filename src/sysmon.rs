@@ -302,34 +302,25 @@ fn sysmon(s: &'static Sched) -> ! {
 
         // The network, if nobody polled it for NETPOLL_EVERY (every P
         // busy with long runners): what is ready goes to the global queue.
-        if crate::netpoll::inited() {
-            let last = crate::netpoll::LASTPOLL.load(Ordering::SeqCst);
-            let now_ns = crate::timer::nanotime();
-            if last != 0
-                && now_ns.saturating_sub(last) > NETPOLL_EVERY.as_nanos() as u64
-                && crate::netpoll::LASTPOLL
-                    .compare_exchange(last, now_ns.max(1), Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            {
-                let list = crate::netpoll::netpoll(Some(Duration::ZERO));
-                if list.len() > 0 {
-                    crate::sched::injectglist(s, None, list);
-                    idle = 0;
-                }
+        if crate::netpoll::inited() && crate::netpoll::claim_overdue_poll(NETPOLL_EVERY) {
+            let list = crate::netpoll::netpoll(Some(Duration::ZERO));
+            if list.len() > 0 {
+                crate::sched::injectglist(s, None, list);
+                idle = 0;
             }
         }
 
         let now = Instant::now();
         mon.follow_lost(s, s.async_preempt.load(Ordering::Acquire));
-        let (retaken, end, look, timer_late) = retake(s, &mut ticks, &mut mon, now);
-        slice_end = end;
-        look_at = look;
-        timer_recheck = match (timer_late, timer_recheck) {
+        let seen = retake(s, &mut ticks, &mut mon, now);
+        slice_end = seen.slice_end;
+        look_at = seen.look_at;
+        timer_recheck = match (seen.timer_late, timer_recheck) {
             (false, _) => None,
             (true, None) => Some(TIMER_RECHECK),
             (true, Some(r)) => Some((r * 2).min(max_delay)),
         };
-        if retaken > 0 {
+        if seen.retaken > 0 {
             idle = 0;
         } else {
             idle += 1;
@@ -363,12 +354,25 @@ fn next_duty(s: &Sched, last_scavenge: Instant, last_maintenance: Instant) -> Du
 /// when the earliest time slice running now ends, when it wants to look at
 /// a thread that may be blocked in the kernel (nanotime), and whether a
 /// busy P's timer is overdue (its goroutine was asked to stop for it).
+/// What one `retake` pass found.
+struct Retake {
+    /// Ps taken from their Ms (syscall handoffs, unannounced blocking).
+    retaken: u32,
+    /// When the earliest time slice running now ends.
+    slice_end: Option<Instant>,
+    /// When to look again at a thread that may be blocked in the kernel
+    /// (nanotime).
+    look_at: Option<u64>,
+    /// A busy P's timer is overdue (see TIMER_RECHECK).
+    timer_late: bool,
+}
+
 fn retake(
     s: &'static Sched,
     ticks: &mut [PTick],
     mon: &mut crate::unannounced::Monitor,
     now: Instant,
-) -> (u32, Option<Instant>, Option<u64>, bool) {
+) -> Retake {
     let mut n = 0;
     let mut timer_late = false;
     let mut slice_end: Option<Instant> = None;
@@ -485,7 +489,12 @@ fn retake(
             }
         }
     }
-    (n, slice_end, look_at, timer_late)
+    Retake {
+        retaken: n,
+        slice_end,
+        look_at,
+        timer_late,
+    }
 }
 
 /// How often the scavenger looks: every second, or more often for short
