@@ -187,7 +187,7 @@ pub(crate) fn report_one(s: &Sched, w: &Arc<RunWait>, text: String) {
     if abort {
         crate::exectrace::deadlock(true); // exectrace
         crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
-        crate::signal::exit_now(2);
+        crate::thread::exit_now(2);
     }
     let mut runs = RUNS.lock();
     let Some(i) = runs.iter().position(|x| Arc::ptr_eq(x, w)) else {
@@ -330,7 +330,7 @@ fn report(s: &Sched, kind: Dead, progress: u64) {
     crate::exectrace::deadlock(s.config.on_deadlock == OnDeadlock::Abort); // exectrace
     if s.config.on_deadlock == OnDeadlock::Abort {
         crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
-        crate::signal::exit_now(2);
+        crate::thread::exit_now(2);
     }
     for r in runs {
         *r.report.lock() = Some(text.clone());

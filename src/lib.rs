@@ -100,7 +100,9 @@ mod join;
 mod joinset;
 mod local;
 mod lock;
+mod lockosthread;
 mod m;
+mod maintenance;
 pub mod net;
 mod netpoll;
 mod note;
@@ -118,6 +120,7 @@ pub mod sync;
 pub mod syscall;
 mod sysmon;
 mod testing;
+mod thread;
 mod timer;
 mod trace;
 mod traceback;
@@ -142,12 +145,12 @@ pub use scope::{scope, Scope, ScopedJoinHandle, Spawn};
 pub mod __private {
     pub use crate::testing::{test_run, TestOptions};
 }
+pub use lockosthread::{lock_os_thread, unlock_os_thread};
 pub use runtime::{
     Builder, Error, Runtime, DEFAULT_MAINTENANCE_PERIOD, DEFAULT_SCAVENGE_AFTER,
     DEFAULT_STACK_SIZE, DEFAULT_TIME_SLICE, DEFAULT_UNANNOUNCED_HANDOFF, MAX_PROCS, MIN_STACK_SIZE,
     MIN_TIME_SLICE, MIN_UNANNOUNCED_HANDOFF,
 };
-pub use syscall::{lock_os_thread, unlock_os_thread};
 
 /// Wires the calling goroutine to its OS thread until the guard drops
 /// ([`lock_os_thread`] and [`unlock_os_thread`] as a guard, like
@@ -282,7 +285,7 @@ pub fn stats() -> Stats {
         preempt_rejected: preempt::REJECTED.load(Ordering::Relaxed),
         syscall_handoffs: sysmon::HANDOFFS.load(Ordering::Relaxed),
         unannounced_handoffs: unannounced::HANDOFFS.load(Ordering::Acquire),
-        maintenance_runs: trace::MAINTENANCE_RUNS.load(Ordering::Relaxed),
+        maintenance_runs: maintenance::MAINTENANCE_RUNS.load(Ordering::Relaxed),
         async_preempt: s.async_preempt.load(Ordering::Relaxed),
     }
 }

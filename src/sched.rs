@@ -496,7 +496,7 @@ fn newm(s: &'static Sched, pp: *mut P, spinning: bool) {
     mp.nextp.store(pp, Ordering::Release);
     mp.set_spinning(spinning);
     s.allm.lock().push(mp);
-    crate::signal::spawn_thread(G0_STACK_SIZE, mstart, mp as *const M as *mut libc::c_void);
+    crate::thread::spawn_thread(G0_STACK_SIZE, mstart, mp as *const M as *mut libc::c_void);
 }
 
 /// First function of every new M (on its own pthread).
@@ -523,7 +523,7 @@ fn minit(s: &Sched, mp: &'static M) {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0) };
     crate::signal::minit_signals();
     setm(mp);
-    crate::signal::set_thread_name(&format!("gort-m{}", mp.id));
+    crate::thread::set_thread_name(&format!("gort-m{}", mp.id));
     // SAFETY: restores a mask computed at runtime start; the signal stack
     // and TLS are in place, so our handlers can run on this thread now.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &s.init_sigmask, std::ptr::null_mut()) };

@@ -1,6 +1,8 @@
-//! Signals and threads: `sigaction` for the runtime's handlers, the per-M
-//! signal stack, thread creation with signals blocked, and the SIGSEGV
-//! handler that turns a goroutine stack overflow into a clear message.
+//! Signals: `sigaction` for the runtime's handlers, the per-M signal
+//! stack, the SIGURG handler (preemption requests, tracebacks of running
+//! goroutines) and the SIGSEGV handler that turns a goroutine stack
+//! overflow into a clear message. (Creating threads with signals blocked
+//! is `thread`'s.)
 //!
 //! The handlers run on the M's signal stack (`SA_ONSTACK`): a goroutine that
 //! overflowed its stack has no stack left to run a handler on.
@@ -288,17 +290,6 @@ fn forward(
     }
 }
 
-/// Ends the process with `code` at once, as Go's fatal exits do: flushes
-/// Rust's stdout buffer, then `_exit`. Not `process::exit`: its atexit
-/// handlers and TLS teardown would run while other Ms still run goroutines,
-/// which can crash them (a dump that ended in a signal instead of code 2).
-pub(crate) fn exit_now(code: i32) -> ! {
-    use std::io::Write;
-    let _ = std::io::stdout().lock().flush();
-    // SAFETY: _exit has no preconditions; it does not return.
-    unsafe { libc::_exit(code) }
-}
-
 /// Writes to fd 2 without locking or allocating (async-signal-safe).
 pub(crate) fn write_stderr(mut bytes: &[u8]) {
     while !bytes.is_empty() {
@@ -346,43 +337,4 @@ pub(crate) fn minit_signals() {
             std::io::Error::last_os_error()
         ));
     }
-}
-
-/// Creates a detached pthread running `start(arg)` with every signal
-/// blocked during creation (the new thread unblocks them in `minit`).
-pub(crate) fn spawn_thread(
-    stack_size: usize,
-    start: extern "C" fn(*mut libc::c_void) -> *mut libc::c_void,
-    arg: *mut libc::c_void,
-) {
-    // SAFETY: plain libc calls on locally owned, initialised structures.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        libc::pthread_attr_init(&mut attr);
-        libc::pthread_attr_setstacksize(&mut attr, stack_size);
-        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
-        let mut tid: libc::pthread_t = std::mem::zeroed();
-        let r = libc::pthread_create(&mut tid, &attr, start, arg);
-        libc::pthread_attr_destroy(&mut attr);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-        if r != 0 {
-            crate::fatal(&format!(
-                "cannot create an OS thread for the runtime: {}",
-                std::io::Error::from_raw_os_error(r)
-            ));
-        }
-    }
-}
-
-/// Names the calling thread (shown by gdb, perf, top -H).
-pub(crate) fn set_thread_name(name: &str) {
-    let mut buf = [0u8; 16];
-    let n = name.len().min(15);
-    buf[..n].copy_from_slice(&name.as_bytes()[..n]);
-    // SAFETY: `buf` is NUL-terminated and at most 16 bytes, as required.
-    unsafe { libc::pthread_setname_np(libc::pthread_self(), buf.as_ptr() as *const libc::c_char) };
 }

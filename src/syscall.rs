@@ -17,8 +17,8 @@
 //! there (channels, sync, join, `time::sleep`, `block_on`, sockets)
 //! blocks the thread, as on a plain thread.
 
-use crate::g::{G, G_RUNNING, G_SYSCALL};
-use crate::m::{getm, After, LockedM, M};
+use crate::g::{G_RUNNING, G_SYSCALL};
+use crate::m::{getm, After, LockedM};
 use crate::p::{P_RUNNING, P_SYSCALL};
 use std::sync::atomic::Ordering;
 
@@ -121,48 +121,4 @@ fn exitsyscall() {
                   // No P: g0 queues us globally and parks this M.
     crate::sched::mcall(After::ExitSyscall);
     // Resumed by some M with a P, status Running (set by execute).
-}
-
-/// Runs `f` with the calling M and its running goroutine, with preemption
-/// held off so the goroutine stays on this M meanwhile. Does nothing
-/// outside a goroutine.
-fn with_current_g(f: impl FnOnce(&'static M, &G, *mut G)) {
-    let Some(lm) = crate::m::LockedM::acquire() else {
-        return;
-    };
-    let mp = lm.m();
-    let gp = mp.curg();
-    if gp.is_null() {
-        return;
-    }
-    // SAFETY: the running G is alive; `lm` keeps it on this M meanwhile.
-    f(mp, unsafe { &*gp }, gp);
-}
-
-/// Wires the calling goroutine to its current OS thread: until a matching
-/// `unlock_os_thread`, it runs only on this thread, and no other goroutine
-/// runs on it. Calls nest. Outside a goroutine it does nothing (a plain
-/// thread is its own).
-pub fn lock_os_thread() {
-    with_current_g(|mp, g, gp| {
-        g.locked.set(g.locked.get() + 1);
-        g.lockedm.store(mp as *const M as *mut M, Ordering::Release);
-        mp.lockedg.store(gp, Ordering::Release);
-    });
-}
-
-/// Undoes one `lock_os_thread`; the last one lets the goroutine move
-/// again. Unbalanced calls are ignored.
-pub fn unlock_os_thread() {
-    with_current_g(|mp, g, _| {
-        let n = g.locked.get();
-        if n == 0 {
-            return;
-        }
-        g.locked.set(n - 1);
-        if n == 1 {
-            g.lockedm.store(std::ptr::null_mut(), Ordering::Release);
-            mp.lockedg.store(std::ptr::null_mut(), Ordering::Release);
-        }
-    });
 }

@@ -156,11 +156,11 @@ fn set_timer_slack(ns: u64) {
 /// Starts the sysmon thread (which waits until the runtime is complete).
 pub(crate) fn start() {
     extern "C" fn main(_: *mut libc::c_void) -> *mut libc::c_void {
-        crate::signal::set_thread_name("gort-sysmon");
+        crate::thread::set_thread_name("gort-sysmon");
         std::mem::forget(crate::deadlock::runtime_thread());
         sysmon(crate::sched::wait_sched())
     }
-    crate::signal::spawn_thread(256 * 1024, main, std::ptr::null_mut());
+    crate::thread::spawn_thread(256 * 1024, main, std::ptr::null_mut());
 }
 
 /// Asks sysmon to look at the Ps soon (a syscall started with work
@@ -260,7 +260,7 @@ fn sysmon(s: &'static Sched) -> ! {
             crate::exectrace::sigquit(); // exectrace: finish the trace file
             let text = format!("SIGQUIT: quit\n\n{}", crate::trace::goroutine_dump(s));
             crate::signal::write_stderr(text.as_bytes());
-            crate::signal::exit_now(2);
+            crate::thread::exit_now(2);
         }
 
         // Every P idle: maybe a deadlock (confirmed after a grace period),
@@ -332,7 +332,7 @@ fn sysmon(s: &'static Sched) -> ! {
         }
         if now.duration_since(last_maintenance) >= s.config.maintenance_period {
             last_maintenance = now;
-            crate::trace::start_maintenance();
+            crate::maintenance::start_maintenance();
         }
         if !trace_every.is_zero() && now.duration_since(last_trace) >= trace_every {
             last_trace = now;
