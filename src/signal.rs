@@ -136,9 +136,23 @@ pub(crate) fn report_overflow(id: u64, size: usize, addr: usize) -> ! {
     unsafe { libc::abort() }
 }
 
+/// Set by the SIGQUIT handler; sysmon prints the dump (the handler cannot:
+/// it may not lock or allocate).
+static SIGQUIT: AtomicBool = AtomicBool::new(false);
+
+/// sysmon: whether SIGQUIT arrived since the last call.
+pub(crate) fn take_sigquit() -> bool {
+    SIGQUIT.swap(false, Ordering::AcqRel)
+}
+
 /// SIGQUIT, as in Go: sysmon dumps every goroutine and exits with code 2.
+/// The handler itself only sets a flag and wakes sysmon (an atomic store
+/// and a futex wake: async-signal-safe).
 extern "C" fn sigquit_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    crate::sysmon::sigquit();
+    SIGQUIT.store(true, Ordering::Release);
+    if let Some(s) = crate::sched::try_sched() {
+        s.sysmon_note.wakeup();
+    }
 }
 
 /// Sends the preemption signal to `mp` (the caller set `signal_pending`).

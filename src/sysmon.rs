@@ -26,7 +26,7 @@
 
 use crate::p::{P_RUNNING, P_SYSCALL};
 use crate::sched::Sched;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Go's forcePreemptNS lives in the config (`time_slice`); these are fixed.
@@ -59,47 +59,20 @@ pub(crate) static PREEMPT_REQUESTS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static ROUNDS: AtomicU64 = AtomicU64::new(0);
 /// Set by a P entering a syscall with queued work: sysmon should look soon.
 static KICKED: AtomicU32 = AtomicU32::new(0);
-/// Set by the SIGQUIT handler; sysmon prints the dump (the handler cannot:
-/// it may not lock or allocate).
-static SIGQUIT: AtomicBool = AtomicBool::new(false);
-
-/// Called from the SIGQUIT handler: async-signal-safe (an atomic store and
-/// a futex wake).
-pub(crate) fn sigquit() {
-    SIGQUIT.store(true, Ordering::Release);
-    if let Some(s) = crate::sched::try_sched() {
-        s.sysmon_note.wakeup();
-    }
-}
-
-/// When sysmon plans to wake next (nanotime); a timer due earlier wakes it.
-static WAKE_AT: AtomicU64 = AtomicU64::new(0);
-
-/// A timer due at `when` was added: wake sysmon if it would sleep past it.
-pub(crate) fn timer_added(when: u64) {
-    // An M blocked in the netpoller also sleeps until a timer.
-    crate::netpoll::timer_added(when);
-    if when.saturating_add(TIMER_LATE_NS) < WAKE_AT.load(Ordering::SeqCst) {
-        let s = crate::sched::sched();
-        WAKE_AT.store(0, Ordering::SeqCst);
-        s.sysmon_note.wakeup();
-    }
-}
-
 /// Sleeps on sysmon's note for at most `d`, publishing the wake-up time so
 /// that an earlier timer can cut the sleep short.
 /// With `deadline`, `d` ends at a deadline (a time slice's end) and is
 /// slept precisely, like a sleep that ends at a timer.
 fn sleep_for(s: &Sched, d: Duration, deadline: bool) {
     let now = crate::timer::nanotime();
-    WAKE_AT.store(now.saturating_add(d.as_nanos() as u64), Ordering::SeqCst);
+    crate::timer::plan_sysmon_wake(now.saturating_add(d.as_nanos() as u64));
     // Re-check after publishing: a timer added just before is seen here.
     // sysmon wakes when the earliest timer is TIMER_LATE_NS late: if its P
     // is busy, retake then ends the running goroutine's slice (an idle P's
     // M runs it on time by itself). A timer already that late does not
     // shorten the sleep: retake asked for it, and the caller's `d` says
     // when to look again (sysmon must not spin).
-    let next = crate::timer::next_timer(s).saturating_add(TIMER_LATE_NS);
+    let next = crate::timer::next_timer(s).saturating_add(crate::timer::TIMER_LATE_NS);
     let until_timer = Duration::from_nanos(next.saturating_sub(now));
     let for_timer = next > now && until_timer < d;
     // Precise only when a timer is due: see SLACK_ROUND.
@@ -110,21 +83,8 @@ fn sleep_for(s: &Sched, d: Duration, deadline: bool) {
     });
     s.sysmon_note
         .sleep_timeout(if for_timer { until_timer } else { d });
-    WAKE_AT.store(0, Ordering::SeqCst);
+    crate::timer::plan_sysmon_wake(0);
     s.sysmon_note.clear();
-}
-
-/// How late a P's earliest timer may be before sysmon ends the running
-/// goroutine's slice for it (ns): a P that switches goroutines runs its
-/// timers by then on its own.
-const TIMER_LATE_NS: u64 = 50_000;
-/// Whether `pp`'s earliest timer is TIMER_LATE_NS late at `now_ns`.
-pub(crate) fn timer_overdue(pp: &crate::p::P, now_ns: u64) -> bool {
-    pp.timers
-        .timer0
-        .load(Ordering::Relaxed)
-        .saturating_add(TIMER_LATE_NS)
-        <= now_ns
 }
 
 /// After asking a busy P to run an overdue timer, sysmon looks again this
@@ -255,7 +215,7 @@ fn sysmon(s: &'static Sched) -> ! {
         }
         ROUNDS.fetch_add(1, Ordering::Relaxed);
 
-        if SIGQUIT.swap(false, Ordering::AcqRel) {
+        if crate::signal::take_sigquit() {
             // Go's SIGQUIT: dump every goroutine, exit with code 2.
             crate::exectrace::sigquit(); // exectrace: finish the trace file
             let text = format!("SIGQUIT: quit\n\n{}", crate::trace::goroutine_dump(s));
@@ -409,7 +369,7 @@ fn retake(
         // short plain calls, puts off to the end of its slice (a 1ms ticker
         // beside 8 cold-cache file readers woke 4-5ms late at p50). The
         // goroutine's slice is over now.
-        if status == P_RUNNING && timer_overdue(pp, now_ns) {
+        if status == P_RUNNING && crate::timer::timer_overdue(pp, now_ns) {
             slice_over = true;
             timer_late = true;
         }

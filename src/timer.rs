@@ -320,7 +320,7 @@ pub(crate) fn add_task_on(p: usize, when: u64, task: Arc<dyn TimerTask>, seq: u6
 /// without a P).
 pub(crate) fn arm_on(p: usize, when: u64, action: TimerAction) {
     if crate::sched::sched().allp[p].timers.add(when, action) {
-        crate::sysmon::timer_added(when);
+        timer_added(when);
     }
 }
 
@@ -351,6 +351,41 @@ pub(crate) fn next_timer(s: &crate::sched::Sched) -> u64 {
         .map(|p| p.timers.timer0.load(Ordering::Acquire))
         .min()
         .unwrap_or(u64::MAX)
+}
+
+// ---------------------------------------------------------------------------
+// sysmon's side: it sleeps until the earliest timer is a little late.
+
+/// How late a P's earliest timer may be before sysmon ends the running
+/// goroutine's slice for it (ns): a P that switches goroutines runs its
+/// timers by then on its own.
+pub(crate) const TIMER_LATE_NS: u64 = 50_000;
+/// Whether `pp`'s earliest timer is TIMER_LATE_NS late at `now_ns`.
+pub(crate) fn timer_overdue(pp: &crate::p::P, now_ns: u64) -> bool {
+    pp.timers
+        .timer0
+        .load(Ordering::Relaxed)
+        .saturating_add(TIMER_LATE_NS)
+        <= now_ns
+}
+
+/// When sysmon plans to wake next (nanotime, 0: awake); a timer due
+/// earlier wakes it (`timer_added`).
+static SYSMON_WAKE_AT: AtomicU64 = AtomicU64::new(0);
+
+/// sysmon publishes when its sleep ends (0 once awake).
+pub(crate) fn plan_sysmon_wake(at: u64) {
+    SYSMON_WAKE_AT.store(at, Ordering::SeqCst);
+}
+
+/// A timer due at `when` was added: wake sysmon if it would sleep past it
+/// (and an M blocked in the netpoller, which also sleeps until a timer).
+fn timer_added(when: u64) {
+    crate::netpoll::timer_added(when);
+    if when.saturating_add(TIMER_LATE_NS) < SYSMON_WAKE_AT.load(Ordering::SeqCst) {
+        SYSMON_WAKE_AT.store(0, Ordering::SeqCst);
+        crate::sched::sched().sysmon_note.wakeup();
+    }
 }
 
 #[cfg(test)]

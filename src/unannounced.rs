@@ -378,7 +378,7 @@ struct Lost {
 /// Work waits for `pp` itself: a goroutine in its local queue, or an
 /// overdue timer (the ticker beside cold-cache file readers).
 fn local_work_waits(pp: &P, now: u64) -> bool {
-    !pp.runq.is_empty() || crate::sysmon::timer_overdue(pp, now)
+    !pp.runq.is_empty() || crate::timer::timer_overdue(pp, now)
 }
 
 /// The goroutine `mp` runs, if it runs goroutine code outside the runtime:
