@@ -19,21 +19,23 @@ use syn::{parse_macro_input, ItemFn, ReturnType};
 /// ```
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    // On misuse: the error, plus an empty `fn main() {}` so that the
+    // error is the only one (not also "`main` function not found").
+    let misuse = |e: syn::Error| -> TokenStream {
+        let e = e.to_compile_error();
+        quote!(#e fn main() {}).into()
+    };
     if !args.is_empty() {
         let msg = "#[gort::main] takes no arguments; configure the runtime with GORT_MAXPROCS \
                    or gort::Builder";
-        return syn::Error::new(proc_macro2::Span::call_site(), msg)
-            .to_compile_error()
-            .into();
+        return misuse(syn::Error::new(proc_macro2::Span::call_site(), msg));
     }
     let f = parse_macro_input!(item as ItemFn);
     if f.sig.asyncness.is_some() || !f.sig.inputs.is_empty() || !f.sig.generics.params.is_empty() {
-        return syn::Error::new_spanned(
+        return misuse(syn::Error::new_spanned(
             &f.sig,
             "#[gort::main] expects a plain `fn main()` (not async, no arguments, no generics)",
-        )
-        .to_compile_error()
-        .into();
+        ));
     }
     let attrs = &f.attrs;
     let vis = &f.vis;
@@ -189,6 +191,15 @@ fn lit<T: syn::parse::Parse>(e: &syn::Expr) -> syn::Result<T> {
 fn parse_duration(s: &syn::LitStr) -> syn::Result<u64> {
     let v = s.value();
     let v = v.trim();
+    let bad = || {
+        syn::Error::new_spanned(
+            s,
+            format!(
+                "`{v}` is not a duration: expected a whole number and a unit (us, ms or s), \
+                 like \"500us\", \"10ms\" or \"5s\""
+            ),
+        )
+    };
     let (num, mult) = if let Some(n) = v.strip_suffix("us") {
         (n, 1_000u64)
     } else if let Some(n) = v.strip_suffix("ms") {
@@ -196,16 +207,13 @@ fn parse_duration(s: &syn::LitStr) -> syn::Result<u64> {
     } else if let Some(n) = v.strip_suffix('s') {
         (n, 1_000_000_000)
     } else {
-        return Err(syn::Error::new_spanned(
-            s,
-            "expected a duration like \"500us\", \"10ms\" or \"5s\"",
-        ));
+        return Err(bad());
     };
     num.trim()
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| syn::Error::new_spanned(s, "expected a whole number before the unit"))
+        .ok_or_else(bad)
 }
 
 /// Makes a function preemptible at cooperative safe points: it injects

@@ -1,0 +1,2 @@
+#[gort::main(procs = 2)]
+fn main() {}

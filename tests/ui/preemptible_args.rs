@@ -1,0 +1,4 @@
+#[gort::preemptible(always)]
+fn spin() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[gort::preemptible]
+async fn spin() {}
+
+fn main() {}

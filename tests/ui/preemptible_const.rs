@@ -1,0 +1,6 @@
+#[gort::preemptible]
+const fn spin() -> u32 {
+    1
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[gort::preemptible]
+struct Spinner;
+
+fn main() {}

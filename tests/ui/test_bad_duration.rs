@@ -1,0 +1,4 @@
+#[gort::test(timeout = "5 parsecs")]
+fn runs() {}
+
+fn main() {}

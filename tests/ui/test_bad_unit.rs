@@ -1,0 +1,4 @@
+#[gort::test(time_slice = "10 minutes")]
+fn runs() {}
+
+fn main() {}

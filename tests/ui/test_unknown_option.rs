@@ -1,0 +1,4 @@
+#[gort::test(threads = 2)]
+fn runs() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[gort::test]
+fn runs(n: u32) {
+    let _ = n;
+}
+
+fn main() {}
