@@ -540,6 +540,21 @@ mod loom_model {
         b.check(f);
     }
 
+    /// Pops everything left in `o`'s queue into `got`.
+    fn drain_into(o: &Owner<'_>, got: &mut Vec<usize>) {
+        while let Some((gp, _)) = o.get() {
+            got.push(gp as usize);
+        }
+    }
+
+    /// Every G of `all` came out exactly once.
+    fn assert_each_once(mut got: Vec<usize>, all: &[usize]) {
+        got.sort_unstable();
+        let mut want = all.to_vec();
+        want.sort_unstable();
+        assert_eq!(got, want, "a G was lost or taken twice");
+    }
+
     /// Everything a thief gets from one steal attempt: what `steal_from`
     /// returns and what it queued in the thief's own ring.
     fn steal_all(victim: &RunQueue, steal_next: bool) -> Vec<usize> {
@@ -549,9 +564,7 @@ mod loom_model {
         let mut got = Vec::new();
         if let Some(gp) = o.steal_from(victim, steal_next) {
             got.push(gp as usize);
-            while let Some((gp, _)) = o.get() {
-                got.push(gp as usize);
-            }
+            drain_into(&o, &mut got);
         }
         got
     }
@@ -575,14 +588,9 @@ mod loom_model {
                     got.extend(std::iter::from_fn(|| batch.pop_front()).map(|p| p as usize));
                 }
             }
-            while let Some((gp, _)) = o.get() {
-                got.push(gp as usize);
-            }
+            drain_into(&o, &mut got);
             got.extend(thief.join().unwrap());
-            got.sort_unstable();
-            let mut want = g.clone();
-            want.sort_unstable();
-            assert_eq!(got, want, "a G was lost or taken twice");
+            assert_each_once(got, &g);
         });
     }
 
@@ -605,14 +613,9 @@ mod loom_model {
             o.put(g[1] as *mut G, true).ok().unwrap();
             o.put(g[2] as *mut G, true).ok().unwrap();
             let mut got = Vec::new();
-            while let Some((gp, _)) = o.get() {
-                got.push(gp as usize);
-            }
+            drain_into(&o, &mut got);
             got.extend(thief.join().unwrap());
-            got.sort_unstable();
-            let mut want = g.clone();
-            want.sort_unstable();
-            assert_eq!(got, want, "a G was lost or taken twice");
+            assert_each_once(got, &g);
         });
     }
 }
