@@ -397,7 +397,6 @@ impl<T: ?Sized + fmt::Display> fmt::Display for MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn state_constants_are_disjoint() {
@@ -410,25 +409,5 @@ mod tests {
         // Go's is 8 bytes; the waiters live in the shared table.
         assert_eq!(std::mem::size_of::<Mutex<()>>(), 8);
         assert_eq!(std::mem::align_of::<SemaRoot>(), 128);
-    }
-
-    #[test]
-    fn mutex_on_threads_before_the_runtime() {
-        // Plain threads only: must work without a runtime.
-        let m = Arc::new(Mutex::new(0u64));
-        let hs: Vec<_> = (0..4)
-            .map(|_| {
-                let m = m.clone();
-                std::thread::spawn(move || {
-                    for _ in 0..10_000 {
-                        *m.lock() += 1;
-                    }
-                })
-            })
-            .collect();
-        for h in hs {
-            h.join().unwrap();
-        }
-        assert_eq!(*m.lock(), 40_000);
     }
 }
