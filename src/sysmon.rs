@@ -142,21 +142,15 @@ fn sysmon(s: &'static Sched) -> ! {
             .name("gort-codemap".into())
             .spawn(move || {
                 let _rt = crate::deadlock::runtime_thread();
-                crate::symbols::init_staged(&|| {
-                    s.async_preempt.store(true, Ordering::Release);
-                    // Preemption works from here on; what may be left (the
-                    // DWARF inline ranges of a build without LTO, tens to
-                    // hundreds of milliseconds of CPU, read once the first
-                    // preemption signal goes out: `want_refinement`) only
-                    // refines the map. At nice 19 it yields the CPU to the
-                    // Ms.
-                    // SAFETY: setpriority on our own thread id only changes
-                    // this thread's nice value (raising it needs no
-                    // privilege).
-                    unsafe {
-                        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19)
-                    };
-                });
+                // Preemption works once the symbol table is read; what may
+                // be left (the DWARF inline ranges of a build without LTO)
+                // only refines the map, and is read once the first
+                // preemption signal goes out (`want_refinement`). Not at a
+                // lowered priority: this thread allocates, and behind a
+                // spin-locked global allocator a nice-19 holder of the lock
+                // starved the Ms spinning for it (a 1 ms ticker stalled for
+                // 250 ms in tests/lto's thin build).
+                crate::symbols::init_staged(&|| s.async_preempt.store(true, Ordering::Release));
             });
         if let Err(e) = built {
             crate::fatal(&format!("cannot start the code-map thread: {e}"));
