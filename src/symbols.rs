@@ -106,8 +106,8 @@ static REFINE: (std::sync::Mutex<bool>, std::sync::Condvar) =
 /// this before it reads the DWARF: a program that never needs a
 /// preemption signal (short goroutines, busy start-up) never pays for
 /// the pass, which costs a release build with line tables ~60–120 ms of
-/// CPU and, even at nice 19, slowed a 0.3 s benchmark's start-up by
-/// ~30 ms on two vCPUs. Until it is done the symbol table's map is used,
+/// CPU and, run at start-up, slowed a 0.3 s, two-vCPU benchmark by
+/// 30–50 ms of wall time. Until it is done the symbol table's map is used,
 /// as it was while the pass ran at start-up. Cheap after the first call.
 pub(crate) fn want_refinement() {
     static WANTED: AtomicBool = AtomicBool::new(false);

@@ -36,7 +36,7 @@ pub fn sleep(d: Duration) {
         crate::yield_now();
         return;
     }
-    let when = nanotime().saturating_add(d.as_nanos().min(u64::MAX as u128) as u64);
+    let when = when_after(d);
     crate::sched::park(WaitReason::Sleep, &mut |gp| {
         // Copy the deadline off the goroutine's stack (where this closure
         // lives) before publishing: see below.
