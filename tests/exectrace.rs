@@ -148,6 +148,17 @@ fn workload(spin_for: Duration) -> Vec<u64> {
     plain.join().unwrap();
     client.join().unwrap();
     server.join().unwrap();
+    // A join that parks whatever the timing (the spinners above may all
+    // have ended before their joins, as happened once under qemu): the
+    // joined goroutine waits for a send that comes 50 ms from now.
+    let (ready_tx, ready_rx) = gort::chan::channel::<()>(0);
+    let waiter = gort::spawn(move || ready_rx.recv().unwrap());
+    let sender = gort::spawn(move || {
+        gort::time::sleep(Duration::from_millis(50));
+        ready_tx.send(()).unwrap();
+    });
+    waiter.join().unwrap();
+    sender.join().unwrap();
     ids
 }
 
