@@ -54,8 +54,7 @@ static RUNTIME_THREADS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
 /// Registers the calling thread as one of the runtime's until the guard
 /// drops.
 pub(crate) fn runtime_thread() -> RuntimeThread {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let tid = crate::thread::gettid();
     RUNTIME_THREADS.lock().push(tid);
     RuntimeThread(tid)
 }
@@ -79,12 +78,7 @@ fn only_known_threads(s: &Sched) -> bool {
     };
     let mut known: Vec<libc::pid_t> = RUNTIME_THREADS.lock().clone();
     known.extend(RUNS.lock().iter().map(|r| r.tid));
-    known.extend(
-        s.allm
-            .lock()
-            .iter()
-            .map(|m| m.procid.load(Ordering::Acquire)),
-    );
+    s.with_ms(|ms| known.extend(ms.iter().map(|m| m.procid.load(Ordering::Acquire))));
     for e in dir {
         let Some(tid) = e.ok().and_then(|e| {
             e.file_name()
@@ -145,8 +139,7 @@ impl RunWait {
             group,
             site,
             main_g: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
-            // SAFETY: gettid has no preconditions.
-            tid: unsafe { libc::gettid() },
+            tid: crate::thread::gettid(),
         })
     }
 }
@@ -159,11 +152,11 @@ static RUNS: Mutex<Vec<Arc<RunWait>>> = Mutex::new(Vec::new());
 /// and `execute` bumps its P's schedtick), so the hot paths pay nothing.
 fn progress_mark(s: &Sched) -> u64 {
     let ticks: u64 = s
-        .allp
+        .allp()
         .iter()
         .map(|p| p.schedtick.load(Ordering::Relaxed) as u64)
         .sum();
-    s.spawned.load(Ordering::Relaxed).wrapping_add(ticks)
+    s.goroutine_counts().1.wrapping_add(ticks)
 }
 
 pub(crate) fn register(w: &Arc<RunWait>) {
@@ -183,7 +176,7 @@ pub(crate) fn group_runs() -> Vec<Arc<RunWait>> {
 
 /// Reports `text` to the one run `w` (the group checker's verdict).
 pub(crate) fn report_one(s: &Sched, w: &Arc<RunWait>, text: String) {
-    let abort = s.config.on_deadlock == OnDeadlock::Abort;
+    let abort = s.config().on_deadlock == OnDeadlock::Abort;
     if abort {
         crate::exectrace::deadlock(true); // exectrace
         crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
@@ -228,8 +221,9 @@ pub(crate) fn check(s: &Sched) -> Option<Dead> {
     if crate::netpoll::waiters() > 0 || crate::blocking::live() > 0 {
         return None;
     }
-    let ms = s.mcount.load(Ordering::SeqCst);
-    let mut idle = s.nmidle.load(Ordering::SeqCst) + s.nmidlelocked.load(Ordering::SeqCst);
+    let ms = s.thread_count();
+    let (parked, locked) = s.idle_ms();
+    let mut idle = parked + locked;
     // An M blocked in the netpoller with nobody waiting there (the last
     // waiter left by a deadline or close) is as idle as a parked one.
     if crate::netpoll::blocking_poller_present() {
@@ -238,23 +232,23 @@ pub(crate) fn check(s: &Sched) -> Option<Dead> {
     if ms > idle {
         return None; // some M runs (or sits in a syscall)
     }
-    if s.npidle.load(Ordering::SeqCst) as usize != s.procs()
-        || s.runqsize.load(Ordering::SeqCst) > 0
-        || s.allp.iter().any(|p| !p.runq.is_empty())
+    if !s.all_ps_idle()
+        || s.global_runq_len() > 0
+        || s.allp().iter().any(|p| !p.runq.is_empty())
         || crate::timer::next_timer(s) != u64::MAX
     {
         return None;
     }
     let mut live = 0;
-    for &gp in s.allg.lock().iter() {
-        // SAFETY: Gs are never freed.
-        let st = unsafe { (*gp).status() };
-        if matches!(st, G_RUNNABLE | G_RUNNING | G_SYSCALL) {
-            return None;
-        }
-        if st == crate::g::G_WAITING {
-            live += 1;
-        }
+    let runnable = s.with_gs(|gs| {
+        gs.iter().any(|g| {
+            let st = g.status();
+            live += usize::from(st == crate::g::G_WAITING);
+            matches!(st, G_RUNNABLE | G_RUNNING | G_SYSCALL)
+        })
+    });
+    if runnable {
+        return None;
     }
     if live == 0 {
         // Nothing blocked and nothing running: only a Goexit'ed main is
@@ -327,8 +321,8 @@ fn report(s: &Sched, kind: Dead, progress: u64) {
         RUNS.lock().extend(runs);
         return;
     }
-    crate::exectrace::deadlock(s.config.on_deadlock == OnDeadlock::Abort); // exectrace
-    if s.config.on_deadlock == OnDeadlock::Abort {
+    crate::exectrace::deadlock(s.config().on_deadlock == OnDeadlock::Abort); // exectrace
+    if s.config().on_deadlock == OnDeadlock::Abort {
         crate::signal::write_stderr(format!("fatal error: {text}").as_bytes());
         crate::thread::exit_now(2);
     }

@@ -239,10 +239,9 @@ fn on() -> bool {
 /// M's hand-off) marks the thread dirty (`m_dirty`, and stops that lead to
 /// them), and then the start reads the clock.
 #[inline(always)]
-pub(crate) fn go_start(g: &G, pp: *mut P) {
+pub(crate) fn go_start(g: &G, pp: Option<&P>) {
     if on() {
-        // SAFETY: the caller's M holds pp (Ps live forever).
-        let p = unsafe { pp.as_ref() }.map_or(NO_P, |p| p.id as u64);
+        let p = pp.map_or(NO_P, |p| p.id as u64);
         emit_start(p, g.id());
     }
 }
@@ -349,10 +348,9 @@ pub(crate) fn syscall_enter(g: &G, p: &P) {
 
 /// `g` is back from its syscall holding `pp` (null: none; it queues).
 #[inline(always)]
-pub(crate) fn syscall_exit(g: &G, pp: *mut P) {
+pub(crate) fn syscall_exit(g: &G, pp: Option<&P>) {
     if on() {
-        // SAFETY: Ps live forever.
-        let p = unsafe { pp.as_ref() }.map_or(NO_P, |p| p.id as u64);
+        let p = pp.map_or(NO_P, |p| p.id as u64);
         emit(K_SYSCALL_EXIT, p, g.id());
     }
 }
@@ -361,9 +359,8 @@ pub(crate) fn syscall_exit(g: &G, pp: *mut P) {
 #[inline(always)]
 pub(crate) fn retake_preempt(pp: &P, mp: &crate::m::M) {
     if on() {
-        let gp = mp.curg();
-        // SAFETY: Gs are never freed (the id may be a newer goroutine's).
-        let gid = unsafe { gp.as_ref() }.map_or(0, |g| g.id());
+        // (The id may be a newer goroutine's.)
+        let gid = mp.curg_ref().map_or(0, |g| g.id());
         emit(K_RETAKE_PREEMPT, pp.id as u64, gid);
     }
 }
@@ -522,8 +519,7 @@ fn attach() -> Option<*const ThreadBuf> {
         let who = match crate::m::getm() {
             Some(m) => Who::M(m.id),
             None if thread_name() == "gort-sysmon" => Who::Sysmon,
-            // SAFETY: gettid has no preconditions.
-            None => Who::Thread(unsafe { libc::gettid() }),
+            None => Who::Thread(crate::thread::gettid()),
         };
         let new: &'static ThreadBuf = Box::leak(Box::new(ThreadBuf {
             track: st.threads.len(),

@@ -328,30 +328,30 @@ fn blocked_shapes(s: &crate::sched::Sched, groups: &[u64]) -> HashMap<u64, Shape
     let mut shapes: HashMap<u64, Option<Shape>> =
         groups.iter().map(|&g| (g, Some(Vec::new()))).collect();
     let mut undecided = groups.len();
-    for &gp in s.allg.lock().iter() {
-        // SAFETY: Gs are never freed; these fields are atomics.
-        let g = unsafe { &*gp };
-        let Some(slot) = shapes.get_mut(&g.group.load(Ordering::Relaxed)) else {
-            continue;
-        };
-        let Some(shape) = slot else { continue };
-        let st = g.status();
-        if st == G_IDLE || st == G_DEAD {
-            continue;
-        }
-        // Status first (acquire): the mark of the park that set WAITING is
-        // visible then.
-        let mark = g.park_mark.load(Ordering::Relaxed);
-        if st != G_WAITING || mark & 1 == 0 {
-            *slot = None; // live: this group is not deadlocked
-            undecided -= 1;
-            if undecided == 0 {
-                break;
+    s.with_gs(|gs| {
+        for &g in gs {
+            let Some(slot) = shapes.get_mut(&g.group.load(Ordering::Relaxed)) else {
+                continue;
+            };
+            let Some(shape) = slot else { continue };
+            let st = g.status();
+            if st == G_IDLE || st == G_DEAD {
+                continue;
             }
-            continue;
+            // Status first (acquire): the mark of the park that set WAITING is
+            // visible then.
+            let mark = g.park_mark.load(Ordering::Relaxed);
+            if st != G_WAITING || mark & 1 == 0 {
+                *slot = None; // live: this group is not deadlocked
+                undecided -= 1;
+                if undecided == 0 {
+                    break;
+                }
+                continue;
+            }
+            shape.push((g.id(), mark));
         }
-        shape.push((g.id(), mark));
-    }
+    });
     shapes
         .into_iter()
         .filter_map(|(g, s)| {

@@ -204,13 +204,7 @@ pub fn __code_map_report() -> String {
 /// The id of the current goroutine (ids start at 1 and are never reused),
 /// or 0 when called outside a goroutine.
 pub fn current_id() -> u64 {
-    let gp = sched::getg();
-    if gp.is_null() {
-        0
-    } else {
-        // SAFETY: the current G is alive while it runs.
-        unsafe { (*gp).id() }
-    }
+    sched::current_g().map_or(0, |g| g.id())
 }
 
 /// Prints every goroutine to stderr, Go-style: id, state or wait reason
@@ -266,18 +260,19 @@ pub fn stats() -> Stats {
     let Some(s) = sched::try_sched() else {
         return Stats::default();
     };
+    let (goroutines, spawned) = s.goroutine_counts();
     Stats {
         procs: s.procs(),
-        threads: s.mcount.load(Ordering::Relaxed) as usize,
-        goroutines: s.ngoroutines.load(Ordering::Relaxed),
-        spawned: s.spawned.load(Ordering::Relaxed),
+        threads: s.thread_count(),
+        goroutines,
+        spawned,
         steals: s
-            .allp
+            .allp()
             .iter()
             .map(|p| p.steals.load(Ordering::Relaxed))
             .sum(),
         stack_reserved: stack::reserved_bytes(),
-        stacks_pooled: s.stacks.pooled(),
+        stacks_pooled: s.stacks().pooled(),
         stack_scavenged: stack::scavenged_bytes(),
         preempt_requests: sysmon::PREEMPT_REQUESTS.load(Ordering::Relaxed),
         preempted_cooperative: preempt::COOPERATIVE.load(Ordering::Relaxed),
@@ -286,7 +281,7 @@ pub fn stats() -> Stats {
         syscall_handoffs: sysmon::HANDOFFS.load(Ordering::Relaxed),
         unannounced_handoffs: unannounced::HANDOFFS.load(Ordering::Acquire),
         maintenance_runs: maintenance::MAINTENANCE_RUNS.load(Ordering::Relaxed),
-        async_preempt: s.async_preempt.load(Ordering::Relaxed),
+        async_preempt: s.async_preempt_on(),
     }
 }
 

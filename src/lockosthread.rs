@@ -15,12 +15,10 @@ fn with_current_g(f: impl FnOnce(&'static M, &G, *mut G)) {
         return;
     };
     let mp = lm.m();
-    let gp = mp.curg();
-    if gp.is_null() {
-        return;
+    // `lm` keeps the goroutine on this M meanwhile.
+    if let Some(g) = mp.curg_ref() {
+        f(mp, g, mp.curg());
     }
-    // SAFETY: the running G is alive; `lm` keeps it on this M meanwhile.
-    f(mp, unsafe { &*gp }, gp);
 }
 
 /// Wires the calling goroutine to its current OS thread: until a matching

@@ -169,6 +169,32 @@ impl M {
         self.p.load(Ordering::Relaxed)
     }
 
+    /// The goroutine this M runs, if any.
+    pub(crate) fn curg_ref(&self) -> Option<&'static G> {
+        // SAFETY: `curg` is null or points at a G, and Gs are never freed.
+        unsafe { self.curg().as_ref() }
+    }
+
+    /// The P this M holds, if any.
+    pub(crate) fn p_ref(&self) -> Option<&'static P> {
+        // SAFETY: `p` is null or points into `allp`, which lives forever.
+        unsafe { self.p().as_ref() }
+    }
+
+    /// The P this M holds, where the caller knows it holds one.
+    pub(crate) fn held_p(&self) -> &'static P {
+        match self.p_ref() {
+            Some(pp) => pp,
+            None => crate::fatal("gort: an M that must hold a P holds none"),
+        }
+    }
+
+    /// The goroutine locked to this M (`lock_os_thread`), if any.
+    pub(crate) fn lockedg_ref(&self) -> Option<&'static G> {
+        // SAFETY: `lockedg` is null or points at a G, and Gs are never freed.
+        unsafe { self.lockedg.load(Ordering::Relaxed).as_ref() }
+    }
+
     pub(crate) fn is_spinning(&self) -> bool {
         self.spinning.load(Ordering::Relaxed)
     }

@@ -16,20 +16,17 @@ pub(crate) fn start_maintenance() {
 
 fn maintenance() {
     let s = crate::sched::sched();
-    {
-        let sl = s.lock.lock();
-        let mut pp = sl.pidle;
-        // SAFETY: idle Ps belong to nobody while we hold the sched lock
-        // (taking one off the idle list needs it), so their caches are ours.
-        while let Some(p) = unsafe { pp.as_ref() } {
-            let cache = unsafe { &mut *p.stackcache.get() };
-            s.stacks.give(cache.drain(..));
-            let gfree = unsafe { &mut *p.gfree.get() };
-            s.gfree.lock().extend(gfree.drain(..));
-            pp = p.link.get();
-        }
-    }
-    s.stacks.scavenge(s.config.scavenge_after);
+    s.drain_idle_ps(|p| {
+        // SAFETY: `drain_idle_ps` holds the sched lock, and an idle P
+        // belongs to nobody then, so its caches are ours: (1) its stack
+        // cache,
+        let cache = unsafe { &mut *p.stackcache.get() };
+        s.stacks().give(cache.drain(..));
+        // (2) its free Gs.
+        let gfree = unsafe { &mut *p.gfree.get() };
+        std::mem::take(gfree)
+    });
+    s.stacks().scavenge(s.config().scavenge_after);
     // SAFETY: malloc_trim only releases free heap pages; always sound.
     unsafe { libc::malloc_trim(0) };
     MAINTENANCE_RUNS.fetch_add(1, Ordering::Relaxed);

@@ -371,9 +371,7 @@ pub(crate) fn wait(pd: &'static PollDesc, mode: Mode, deadline: Option<Instant>)
     if deadline.is_some_and(|d| Instant::now() >= d) {
         return Err(timeout_error());
     }
-    let gp = crate::sched::getg();
-    // SAFETY: the current G is alive while it runs.
-    if gp.is_null() || unsafe { (*gp).status() } == crate::g::G_SYSCALL {
+    if crate::sched::must_block_thread() {
         return thread_wait(pd, mode, deadline);
     }
     let sema = pd.sema(mode);

@@ -77,6 +77,12 @@ unsafe impl Sync for P {}
 unsafe impl Send for P {}
 
 impl P {
+    /// The M holding this P, if any (Ms are never freed).
+    pub(crate) fn m_ref(&self) -> Option<&'static M> {
+        // SAFETY: `m` is null or points at an M, and Ms live forever.
+        unsafe { self.m.load(Ordering::Acquire).as_ref() }
+    }
+
     pub(crate) fn new(id: usize) -> P {
         P {
             id,

@@ -62,9 +62,7 @@ pub(crate) fn install_hook() {
                 eprint!("{text}");
                 return;
             }
-            let gp = crate::sched::getg();
-            // SAFETY: the current G, if any, is alive while it panics.
-            let Some(g) = (unsafe { gp.as_ref() }) else {
+            let Some(g) = crate::sched::current_g() else {
                 return prev(info);
             };
             if info.payload().is::<crate::Exit>() {
@@ -158,9 +156,8 @@ fn trim_backtrace(bt: &str) -> &str {
 
 /// Marks the calling goroutine as the main goroutine of a `run`.
 pub(crate) fn mark_run_main() {
-    let gp = crate::sched::getg();
-    // SAFETY: the current G is alive while it runs; run_main is its own.
-    if let Some(g) = unsafe { gp.as_ref() } {
+    // run_main is the goroutine's own field.
+    if let Some(g) = crate::sched::current_g() {
         g.run_main.set(true);
     }
 }

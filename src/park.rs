@@ -61,11 +61,9 @@ impl Waiter {
         reason: WaitReason,
         publish: &mut dyn FnMut() -> bool,
     ) -> Option<usize> {
-        let gp = crate::sched::getg();
         // A goroutine inside `syscall::blocking` holds no P: it blocks its
         // thread, as channels and sync do there.
-        // SAFETY: the current goroutine is alive while it runs.
-        if gp.is_null() || unsafe { (*gp).status() } == crate::g::G_SYSCALL {
+        if crate::sched::must_block_thread() {
             if !publish() {
                 return None;
             }

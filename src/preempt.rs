@@ -82,12 +82,9 @@ pub fn check() {
 #[inline(never)]
 fn morestack(sp: usize) {
     let Some(mp) = getm() else { return };
-    let gp = mp.curg();
-    if gp.is_null() {
+    let Some(g) = mp.curg_ref() else {
         return;
-    }
-    // SAFETY: the running G is alive while it runs.
-    let g = unsafe { &*gp };
+    };
     if let Some(stack) = g.stack.get() {
         // Only an sp inside this goroutine's guard range or the margin
         // above it is an overflow: code may run on a stack of its own
@@ -128,12 +125,9 @@ fn gopreempt() {
 /// goroutine, which is then preempted instead (harmless). Returns whether
 /// this is a new request (not a repeat of a pending one).
 pub(crate) fn preempt_one(mp: &M, async_ok: bool) -> bool {
-    let gp = mp.curg();
-    if gp.is_null() {
+    let Some(g) = mp.curg_ref() else {
         return false;
-    }
-    // SAFETY: Gs are never freed.
-    let g = unsafe { &*gp };
+    };
     let repeat = g.preempt.swap(true, Ordering::AcqRel);
     g.stackguard0.store(STACK_PREEMPT, Ordering::Release);
     // (Set once by the M's `minit`, before it runs any goroutine.)
@@ -243,12 +237,9 @@ extern "C" fn gort_async_preempt2(area: *mut u8, saved: *mut usize) -> *mut u8 {
         return area;
     };
     let mp = lm.m();
-    let gp = mp.curg();
-    if gp.is_null() {
+    let Some(g) = mp.curg_ref() else {
         return area;
-    }
-    // SAFETY: the running G is alive.
-    let g = unsafe { &*gp };
+    };
     // The handler walked the frames just before this (same thread, no
     // goroutine code ran in between); the runtime state may not have
     // changed either, but re-checking it costs nothing.

@@ -271,7 +271,13 @@ impl Builder {
     pub fn start(self) -> Result<Runtime, Error> {
         let config = self.config()?;
         let trace = crate::exectrace::from_env()?; // GORT_TRACE (exectrace)
-        if crate::sched::start(config) {
+        let started = crate::sched::start(config, || {
+            crate::signal::install_handlers();
+            crate::panics::install_hook();
+            // sysmon waits for the scheduler itself (`wait_sched`).
+            crate::sysmon::start();
+        });
+        if started {
             if let Some(t) = trace {
                 crate::exectrace::start_from_env(t); // exectrace
             }

@@ -65,49 +65,52 @@ const G0_STACK_SIZE: usize = 512 * 1024;
 
 /// Process-wide scheduler state.
 pub(crate) struct Sched {
-    pub(crate) config: Config,
-    pub(crate) allp: Box<[P]>,
+    config: Config,
+    allp: Box<[P]>,
     /// Global run queue, idle Ps and idle Ms.
-    pub(crate) lock: Mutex<SchedLocked>,
+    lock: Mutex<SchedLocked>,
     /// Mirror of the global run queue length, for lock-free peeking.
-    pub(crate) runqsize: AtomicUsize,
-    pub(crate) npidle: AtomicU32,
-    pub(crate) nmspinning: AtomicU32,
-    pub(crate) nmidle: AtomicU32,
+    runqsize: AtomicUsize,
+    npidle: AtomicU32,
+    nmspinning: AtomicU32,
+    nmidle: AtomicU32,
     /// Locked Ms asleep waiting for their goroutine (check_dead counts them
     /// as idle).
-    pub(crate) nmidlelocked: AtomicU32,
+    nmidlelocked: AtomicU32,
     /// Every M ever created (never freed).
-    pub(crate) allm: Mutex<Vec<&'static M>>,
-    pub(crate) mcount: AtomicU32,
+    allm: Mutex<Vec<&'static M>>,
+    mcount: AtomicU32,
     /// Every G ever created (never freed).
-    pub(crate) allg: Mutex<Vec<*mut G>>,
-    pub(crate) gfree: Mutex<Vec<*mut G>>,
-    pub(crate) stacks: StackPool,
+    allg: Mutex<Vec<&'static G>>,
+    gfree: Mutex<Vec<*mut G>>,
+    stacks: StackPool,
     goidgen: AtomicU64,
     /// Goroutines alive (spawned and not yet exited).
-    pub(crate) ngoroutines: AtomicU64,
-    pub(crate) spawned: AtomicU64,
+    ngoroutines: AtomicU64,
+    spawned: AtomicU64,
     /// The process's signal mask at start, restored on every new M.
-    pub(crate) init_sigmask: libc::sigset_t,
+    init_sigmask: libc::sigset_t,
     /// When the runtime started (schedtrace prints times relative to it).
-    pub(crate) start_time: std::time::Instant,
+    start_time: std::time::Instant,
     /// sysmon sleeps here: deeply while every P is idle, briefly otherwise.
-    pub(crate) sysmon_note: Note,
+    sysmon_note: Note,
     /// sysmon is in its deep sleep; whoever makes a P busy wakes it.
-    pub(crate) sysmonwait: AtomicBool,
+    sysmonwait: AtomicBool,
+    /// A P entered a syscall with work queued behind it: sysmon should
+    /// look soon.
+    sysmon_kicked: AtomicBool,
     /// Async preemption is on (configured, and the code map is built).
-    pub(crate) async_preempt: AtomicBool,
+    async_preempt: AtomicBool,
     /// An idle M is sleeping until the earliest timer (at most one).
-    pub(crate) timer_waiter: AtomicBool,
+    timer_waiter: AtomicBool,
 }
 
-pub(crate) struct SchedLocked {
-    pub(crate) runq: GList,
+struct SchedLocked {
+    runq: GList,
     /// Idle Ps, linked through `P::link`.
-    pub(crate) pidle: *mut P,
+    pidle: *mut P,
     /// Idle Ms.
-    pub(crate) midle: Vec<&'static M>,
+    midle: Vec<&'static M>,
 }
 
 // SAFETY: the raw pointers in SchedLocked point at Ps (in the leaked
@@ -137,21 +140,20 @@ pub(crate) fn sched() -> &'static Sched {
     }
 }
 
-/// Starts the runtime with `config`. Returns false if it was already
-/// started (by anyone), in which case nothing changes.
+/// Starts the scheduler with `config`, then `rest` (the signal handlers,
+/// the panic hook and sysmon: the caller above the scheduler wires them).
+/// Returns false if it was already started (by anyone), in which case
+/// nothing changes.
 ///
 /// Everything happens inside the cell's initialiser, so a concurrent
 /// caller (several threads calling `gort::run` at once) blocks until the
 /// runtime is complete, and nobody sees a half-started one.
-pub(crate) fn start(config: Config) -> bool {
+pub(crate) fn start(config: Config, rest: impl FnOnce()) -> bool {
     let mut fresh = false;
     SCHED.get_or_init(|| {
         fresh = true;
         let s = Sched::new(config);
-        crate::signal::install_handlers();
-        crate::panics::install_hook();
-        // sysmon waits for the cell itself (SCHED.wait()).
-        crate::sysmon::start();
+        rest();
         s
     });
     if fresh {
@@ -203,6 +205,7 @@ impl Sched {
             start_time: std::time::Instant::now(),
             sysmon_note: Note::new(),
             sysmonwait: AtomicBool::new(false),
+            sysmon_kicked: AtomicBool::new(false),
             async_preempt: AtomicBool::new(false),
             timer_waiter: AtomicBool::new(false),
         }
@@ -210,6 +213,140 @@ impl Sched {
 
     pub(crate) fn procs(&self) -> usize {
         self.allp.len()
+    }
+
+    // Read-only views for the modules around the scheduler (sysmon,
+    // deadlock detection, traces, stats). The counters are read SeqCst:
+    // sysmon and the deadlock check decide on them after the writers'
+    // SeqCst updates (see "Spinning Ms"); on x86_64 that is a plain load.
+
+    /// The settings the runtime started with.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every P, indexed by id (they live as long as the process).
+    pub(crate) fn allp(&self) -> &[P] {
+        &self.allp
+    }
+
+    /// Goroutines in the global run queue (the lock-free mirror).
+    pub(crate) fn global_runq_len(&self) -> usize {
+        self.runqsize.load(Ordering::SeqCst)
+    }
+
+    /// Ps on the idle list.
+    pub(crate) fn idle_ps(&self) -> usize {
+        self.npidle.load(Ordering::SeqCst) as usize
+    }
+
+    /// Every P is idle.
+    pub(crate) fn all_ps_idle(&self) -> bool {
+        self.idle_ps() == self.procs()
+    }
+
+    /// Ms looking for work.
+    pub(crate) fn spinning_ms(&self) -> usize {
+        self.nmspinning.load(Ordering::SeqCst) as usize
+    }
+
+    /// Ms asleep on the idle list, and locked Ms asleep waiting for their
+    /// goroutine.
+    pub(crate) fn idle_ms(&self) -> (usize, usize) {
+        (
+            self.nmidle.load(Ordering::SeqCst) as usize,
+            self.nmidlelocked.load(Ordering::SeqCst) as usize,
+        )
+    }
+
+    /// Ms created so far (sysmon not counted).
+    pub(crate) fn thread_count(&self) -> usize {
+        self.mcount.load(Ordering::SeqCst) as usize
+    }
+
+    /// Goroutines alive, and spawned since start.
+    pub(crate) fn goroutine_counts(&self) -> (u64, u64) {
+        (
+            self.ngoroutines.load(Ordering::Relaxed),
+            self.spawned.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Time since the runtime started.
+    pub(crate) fn since_start(&self) -> std::time::Duration {
+        self.start_time.elapsed()
+    }
+
+    /// Calls `f` with every M, under the M list's lock (do not create Ms
+    /// in `f`).
+    pub(crate) fn with_ms<R>(&self, f: impl FnOnce(&[&'static M]) -> R) -> R {
+        f(&self.allm.lock())
+    }
+
+    /// Calls `f` with every G ever created (dead and idle ones included),
+    /// under the G list's lock (do not spawn in `f`).
+    pub(crate) fn with_gs<R>(&self, f: impl FnOnce(&[&'static G]) -> R) -> R {
+        f(&self.allg.lock())
+    }
+
+    /// The pool of goroutine stacks.
+    pub(crate) fn stacks(&self) -> &StackPool {
+        &self.stacks
+    }
+
+    /// Calls `f` with each idle P and gives the dead Gs it returns to the
+    /// global free list, all under the sched lock: an idle P belongs to
+    /// nobody while the lock is held (taking it off the idle list needs
+    /// the lock), so `f` may empty its caches.
+    pub(crate) fn drain_idle_ps(&self, mut f: impl FnMut(&P) -> Vec<*mut G>) {
+        let sl = self.lock.lock();
+        let mut pp = sl.pidle;
+        // SAFETY: the idle list links Ps of `allp`, which lives forever.
+        while let Some(p) = unsafe { pp.as_ref() } {
+            self.gfree.lock().extend(f(p));
+            pp = p.link.get();
+        }
+    }
+
+    /// sysmon's sleep note.
+    pub(crate) fn sysmon_note(&self) -> &Note {
+        &self.sysmon_note
+    }
+
+    /// sysmon enters (true) or leaves (false) its deep sleep; while in it,
+    /// the first P to become busy wakes it (`wake_sysmon`).
+    pub(crate) fn set_sysmon_deep(&self, deep: bool) {
+        self.sysmonwait.store(deep, Ordering::SeqCst);
+    }
+
+    /// Asks sysmon to look at the Ps soon (a syscall started with work
+    /// queued behind it); one wake-up until sysmon takes the kick.
+    pub(crate) fn kick_sysmon(&self) {
+        if !self.sysmon_kicked.swap(true, Ordering::AcqRel) {
+            self.sysmon_note.wakeup();
+        }
+    }
+
+    /// sysmon's side of `kick_sysmon`: whether a kick came since the last
+    /// call.
+    pub(crate) fn take_sysmon_kick(&self) -> bool {
+        self.sysmon_kicked.swap(false, Ordering::AcqRel)
+    }
+
+    /// sysmon is in its deep sleep (for schedtrace).
+    pub(crate) fn sysmon_deep(&self) -> bool {
+        self.sysmonwait.load(Ordering::Relaxed)
+    }
+
+    /// Async preemption is on: configured, and the code map is built.
+    pub(crate) fn async_preempt_on(&self) -> bool {
+        self.async_preempt.load(Ordering::Acquire)
+    }
+
+    /// Turns async preemption on (the code map is ready) or off (a foreign
+    /// handler replaced ours).
+    pub(crate) fn set_async_preempt(&self, on: bool) {
+        self.async_preempt.store(on, Ordering::Release);
     }
 }
 
@@ -223,7 +360,7 @@ fn unsafe_zeroed_sigset() -> libc::sigset_t {
 
 /// Takes a P off the idle list: the caller has exclusive use of it (until
 /// it gives it to an M or back to the list).
-pub(crate) fn pidleget(sl: &mut SchedLocked, s: &Sched) -> Option<&'static P> {
+fn pidleget(sl: &mut SchedLocked, s: &Sched) -> Option<&'static P> {
     // SAFETY: the idle list links Ps of `allp`, which lives forever.
     let pp: &'static P = unsafe { sl.pidle.as_ref()? };
     sl.pidle = pp.link.get();
@@ -255,7 +392,7 @@ fn take_nextp(mp: &M, who: &str) -> &'static P {
     }
 }
 
-pub(crate) fn pidleput(sl: &mut SchedLocked, s: &Sched, pp: &P) {
+fn pidleput(sl: &mut SchedLocked, s: &Sched, pp: &P) {
     debug_assert!(pp.runq.is_empty(), "pidleput: P with runnable Gs");
     pp.status.store(P_IDLE, Ordering::Release);
     pp.link.set(sl.pidle);
@@ -267,7 +404,7 @@ pub(crate) fn pidleput(sl: &mut SchedLocked, s: &Sched, pp: &P) {
 // Global run queue.
 
 /// Puts a batch on the global run queue (sched lock held).
-pub(crate) fn globrunqputbatch(sl: &mut SchedLocked, s: &Sched, batch: &mut GList) {
+fn globrunqputbatch(sl: &mut SchedLocked, s: &Sched, batch: &mut GList) {
     s.runqsize.fetch_add(batch.len(), Ordering::SeqCst);
     sl.runq.append(batch);
 }
@@ -305,7 +442,7 @@ fn globrunqget(sl: &mut SchedLocked, s: &Sched, pp: &P, max: usize) -> Option<*m
 
 /// Queues `gp` on the P of the calling M (runnext if `next`), or globally
 /// if the caller holds no P. Then makes sure some M will run it.
-pub(crate) fn runqput_current(gp: *mut G, next: bool) {
+fn runqput_current(gp: *mut G, next: bool) {
     let s = sched();
     let locked = LockedM::acquire();
     let pp = locked
@@ -480,7 +617,7 @@ pub(crate) fn wake_sysmon(s: &Sched) {
     }
 }
 
-pub(crate) fn releasep(mp: &'static M) -> &'static P {
+fn releasep(mp: &'static M) -> &'static P {
     let pp = mp.p.swap(std::ptr::null_mut(), Ordering::AcqRel);
     assert!(!pp.is_null(), "releasep: M holds no P");
     // SAFETY: Ps live forever in `allp`.
@@ -510,8 +647,7 @@ extern "C" fn mstart(arg: *mut libc::c_void) -> *mut libc::c_void {
 }
 
 fn minit(s: &Sched, mp: &'static M) {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::gettid() };
+    let tid = crate::thread::gettid();
     mp.procid.store(tid, Ordering::Release);
     mp.stackguard_slot
         .store(arch::stackguard_slot(), Ordering::Release);
@@ -666,10 +802,10 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
         // Goroutine code from here: sysmon may take the P if it blocks in
         // the kernel (unannounced).
         mp.curg.store(gp, Ordering::Release);
-        crate::exectrace::go_start(g, mp.p()); // exectrace
-                                               // g0 runs with `locks` at 1, so sysmon never takes the P while
-                                               // this M is in the scheduler; the goroutine starts at 0. (`mcall`
-                                               // raises it again before anything on the way back to g0.)
+        crate::exectrace::go_start(g, mp.p_ref()); // exectrace
+                                                   // g0 runs with `locks` at 1, so sysmon never takes the P while
+                                                   // this M is in the scheduler; the goroutine starts at 0. (`mcall`
+                                                   // raises it again before anything on the way back to g0.)
         debug_assert_eq!(mp.locks.get(), 1, "g0 lock count");
         crate::unannounced::stall_point(mp);
         mp.locks.set(0);
@@ -688,8 +824,8 @@ fn execute(s: &'static Sched, mp: &'static M, gp: *mut G, inherit: bool) {
             After::Yield => {
                 crate::exectrace::go_stop(g, crate::exectrace::Stop::Yield); // exectrace
                 g.set_status(G_RUNNABLE);
-                // SAFETY: still our P: it only changes hands on g0.
-                runqput(s, unsafe { &*mp.p() }, gp, false);
+                // Still our P: it only changes hands on g0.
+                runqput(s, mp.held_p(), gp, false);
                 return;
             }
             After::Park | After::ParkWithoutP => {
@@ -784,8 +920,8 @@ fn p_or_stop(s: &'static Sched, mp: &'static M, requeue: Option<*mut G>) -> bool
 /// 6–16% slower with the same code on its path.)
 #[inline(always)]
 fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
-    // SAFETY: this M holds a P when it looks for work.
-    let pp: &'static P = unsafe { &*mp.p() };
+    // This M holds a P when it looks for work.
+    let pp: &'static P = mp.held_p();
     let fairness_round = pp.schedtick.load(Ordering::Relaxed).is_multiple_of(61)
         && s.runqsize.load(Ordering::Relaxed) > 0;
     if pp.timers.timer0.load(Ordering::Relaxed) == u64::MAX && !fairness_round {
@@ -800,8 +936,8 @@ fn find_runnable(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
 #[inline(never)]
 fn find_runnable_slow(s: &'static Sched, mp: &'static M) -> (*mut G, bool) {
     'top: loop {
-        // SAFETY: this M holds a P at the top of every round.
-        let pp: &'static P = unsafe { &*mp.p() };
+        // This M holds a P at the top of every round.
+        let pp: &'static P = mp.held_p();
         // Expired timers of our P first: what they wake goes to runnext.
         // (The clock is read only when the P has a timer at all.)
         if pp.timers.timer0.load(Ordering::Relaxed) != u64::MAX {
@@ -1076,8 +1212,7 @@ fn gdestroy(s: &Sched, mp: &M, gp: *mut G) {
     // SAFETY: gp's task ended and it switched out for the last time: we
     // own it and its stack.
     let g = unsafe { &*gp };
-    // SAFETY: we hold mp's P.
-    let pp = unsafe { &*mp.p() };
+    let pp = mp.held_p();
     g.set_status(G_DEAD);
     if !g
         .lockedm
@@ -1125,7 +1260,9 @@ fn gfget(s: &Sched, pp: Option<&P>) -> *mut G {
         return gp;
     }
     let gp = Box::into_raw(Box::new(G::new()));
-    s.allg.lock().push(gp);
+    // SAFETY: `gp` was just allocated (or taken off a free list) and Gs are
+    // never freed, so it may be shared for the rest of the process.
+    s.allg.lock().push(unsafe { &*gp });
     gp
 }
 
@@ -1199,8 +1336,8 @@ pub(crate) fn newproc(
     // into the global queue; `mcall` finds it a P again).
     let yield_for_backlog = s.runqsize.load(Ordering::Relaxed) > SPAWN_BACKLOG
         && locked.as_ref().is_some_and(|l| {
-            // SAFETY: the current G (if any) is the caller, alive.
-            unsafe { l.m().curg().as_ref() }
+            l.m()
+                .curg_ref()
                 .is_some_and(|g| g.status() == G_RUNNING && g.preempt_off.get() == 0)
         });
     drop(locked);
@@ -1323,13 +1460,26 @@ pub(crate) fn getg() -> *mut G {
     }
 }
 
+/// The current goroutine, or None on a thread that is not running one.
+pub(crate) fn current_g() -> Option<&'static G> {
+    // SAFETY: the current G, if any, is alive while it runs this (and Gs
+    // are never freed).
+    unsafe { getg().as_ref() }
+}
+
+/// Whether a wait here must block the OS thread instead of parking the
+/// goroutine: on a plain thread, and inside `syscall::blocking` (the
+/// goroutine holds no P there and its thread already counts as blocked;
+/// `park` would panic).
+pub(crate) fn must_block_thread() -> bool {
+    current_g().is_none_or(|g| g.status() == G_SYSCALL)
+}
+
 /// Yields the processor: the current goroutine goes to the back of its P's
 /// run queue. Outside a goroutine, yields the OS thread.
 #[inline(never)]
 pub(crate) fn gosched() {
-    let gp = getg();
-    // SAFETY: the current G is alive while it runs.
-    if gp.is_null() || unsafe { (*gp).status() } == G_SYSCALL {
+    if must_block_thread() {
         std::thread::yield_now();
         return;
     }
@@ -1396,7 +1546,7 @@ pub(crate) fn ready(gp: *mut G) {
 
 /// Whether async preemption is on (config, debug flag and code map).
 pub(crate) fn async_preempt_enabled() -> bool {
-    try_sched().is_some_and(|s| s.async_preempt.load(Ordering::Relaxed))
+    try_sched().is_some_and(|s| s.async_preempt_on())
 }
 
 /// Whether the runtime has been started.

@@ -89,10 +89,7 @@ extern "C" fn fault_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let addr = unsafe { (*info).si_addr() } as usize;
     if let Some(mp) = getm() {
-        let gp = mp.curg();
-        if !gp.is_null() {
-            // SAFETY: curg is the G running on this thread; Gs live forever.
-            let g = unsafe { &*gp };
+        if let Some(g) = mp.curg_ref() {
             if let Some(stack) = g.stack.get() {
                 if stack.guard_contains(addr) {
                     report_overflow(g.id(), stack.hi - stack.lo, addr);
@@ -151,7 +148,7 @@ pub(crate) fn take_sigquit() -> bool {
 extern "C" fn sigquit_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
     SIGQUIT.store(true, Ordering::Release);
     if let Some(s) = crate::sched::try_sched() {
-        s.sysmon_note.wakeup();
+        s.sysmon_note().wakeup();
     }
 }
 
@@ -205,8 +202,7 @@ extern "C" fn sigurg_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: 
         && mp.is_some_and(|m| {
             // SAFETY: ctx is the handler's ucontext.
             let r = unsafe { crate::arch::ctx_unwind_regs(ctx as *mut libc::ucontext_t) };
-            // SAFETY: curg, if set, is the G running on this thread.
-            let g = unsafe { m.curg().as_ref() };
+            let g = m.curg_ref();
             crate::traceback::on_signal(
                 m,
                 g,
@@ -227,12 +223,9 @@ extern "C" fn sigurg_handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: 
         return;
     }
     let Some(mp) = mp else { return };
-    let gp = mp.curg();
-    if gp.is_null() {
+    let Some(g) = mp.curg_ref() else {
         return;
-    }
-    // SAFETY: curg is the G running on this thread; Gs live forever.
-    let g = unsafe { &*gp };
+    };
     if !crate::preempt::want_async_preempt(mp, g) {
         return;
     }
@@ -270,7 +263,7 @@ pub(crate) fn check_sigurg_handler() {
         return;
     }
     if let Some(s) = crate::sched::try_sched() {
-        s.async_preempt.store(false, Ordering::Release);
+        s.set_async_preempt(false);
     }
     if !REPORTED.swap(true, Ordering::AcqRel) {
         write_stderr(

@@ -50,12 +50,9 @@ where
 /// Returns false if the caller is not a goroutine (nothing to do).
 fn entersyscall() -> bool {
     let Some(mp) = getm() else { return false };
-    let gp = mp.curg();
-    if gp.is_null() {
+    let Some(g) = mp.curg_ref() else {
         return false;
-    }
-    // SAFETY: the running G is alive.
-    let g = unsafe { &*gp };
+    };
     if g.status() == G_SYSCALL {
         return false; // nested blocking(): already off the P
     }
@@ -68,14 +65,13 @@ fn entersyscall() -> bool {
         return true;
     }
     crate::unannounced::stall_point(mp);
-    let pp = mp.p();
-    // SAFETY: check_p says this M holds pp.
-    let p = unsafe { &*pp };
+    // check_p says this M holds a P.
+    let p = mp.held_p();
     crate::exectrace::syscall_enter(g, p); // exectrace
     p.syscalltick.fetch_add(1, Ordering::Relaxed);
     p.syscall_since
         .store(crate::timer::nanotime(), Ordering::Relaxed);
-    mp.oldp.set(pp);
+    mp.oldp.set(std::ptr::from_ref(p).cast_mut());
     mp.p.store(std::ptr::null_mut(), Ordering::Release);
     p.m.store(std::ptr::null_mut(), Ordering::Release);
     p.status.store(P_SYSCALL, Ordering::SeqCst);
@@ -83,16 +79,16 @@ fn entersyscall() -> bool {
     crate::sched::wake_sysmon(s);
     if !p.runq.is_empty() {
         // Others wait for this P: make sure sysmon looks soon.
-        crate::sysmon::kick(s);
+        s.kick_sysmon();
     }
     true
 }
 
 fn exitsyscall() {
     let mp = getm().expect("exitsyscall off an M");
-    let gp = mp.curg();
-    // SAFETY: the running G is alive.
-    let g = unsafe { &*gp };
+    let Some(g) = mp.curg_ref() else {
+        crate::fatal("gort: exitsyscall outside a goroutine");
+    };
     let locked = LockedM::hold(mp);
     let oldp = mp.oldp.replace(std::ptr::null_mut());
     // SAFETY: Ps live forever in allp.
@@ -104,7 +100,7 @@ fn exitsyscall() {
             // Back from P_SYSCALL to P_RUNNING by our CAS: only the links
             // to set again (sysmon is awake: it watched the syscall).
             crate::sched::attach_p(mp, p);
-            crate::exectrace::syscall_exit(g, oldp); // exectrace
+            crate::exectrace::syscall_exit(g, Some(p)); // exectrace
             g.set_status(G_RUNNING);
             return;
         }
@@ -112,11 +108,11 @@ fn exitsyscall() {
     // Our P was handed off. Any idle one?
     let s = crate::sched::sched();
     if crate::sched::try_acquire_idle_p(s, mp) {
-        crate::exectrace::syscall_exit(g, mp.p()); // exectrace
+        crate::exectrace::syscall_exit(g, mp.p_ref()); // exectrace
         g.set_status(G_RUNNING);
         return;
     }
-    crate::exectrace::syscall_exit(g, std::ptr::null_mut()); // exectrace
+    crate::exectrace::syscall_exit(g, None); // exectrace
     drop(locked); // `mcall` starts at locks 0
                   // No P: g0 queues us globally and parks this M.
     crate::sched::mcall(After::ExitSyscall);

@@ -26,7 +26,7 @@
 
 use crate::p::{P_RUNNING, P_SYSCALL};
 use crate::sched::Sched;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Go's forcePreemptNS lives in the config (`time_slice`); these are fixed.
@@ -57,8 +57,6 @@ pub(crate) static HANDOFFS: AtomicU64 = AtomicU64::new(0);
 pub(crate) static PREEMPT_REQUESTS: AtomicU64 = AtomicU64::new(0);
 /// Rounds sysmon has run (stats, tests of the idle sleep).
 pub(crate) static ROUNDS: AtomicU64 = AtomicU64::new(0);
-/// Set by a P entering a syscall with queued work: sysmon should look soon.
-static KICKED: AtomicU32 = AtomicU32::new(0);
 /// Sleeps on sysmon's note for at most `d`, publishing the wake-up time so
 /// that an earlier timer can cut the sleep short.
 /// With `deadline`, `d` ends at a deadline (a time slice's end) and is
@@ -81,10 +79,10 @@ fn sleep_for(s: &Sched, d: Duration, deadline: bool) {
     } else {
         SLACK_ROUND
     });
-    s.sysmon_note
+    s.sysmon_note()
         .sleep_timeout(if for_timer { until_timer } else { d });
     crate::timer::plan_sysmon_wake(0);
-    s.sysmon_note.clear();
+    s.sysmon_note().clear();
 }
 
 /// After asking a busy P to run an overdue timer, sysmon looks again this
@@ -123,20 +121,12 @@ pub(crate) fn start() {
     crate::thread::spawn_thread(256 * 1024, main, std::ptr::null_mut());
 }
 
-/// Asks sysmon to look at the Ps soon (a syscall started with work
-/// queued behind it).
-pub(crate) fn kick(s: &Sched) {
-    if KICKED.swap(1, Ordering::AcqRel) == 0 {
-        s.sysmon_note.wakeup();
-    }
-}
-
 fn sysmon(s: &'static Sched) -> ! {
     // The code map is slow to build (it reads and demangles the symbol
     // table: tens of milliseconds), so a helper thread builds it while
     // sysmon already works; preemption signals start once it is ready
     // (cooperative requests work from the start).
-    if s.config.async_preempt {
+    if s.config().async_preempt {
         crate::arch::init_cpu_features();
         let built = std::thread::Builder::new()
             .name("gort-codemap".into())
@@ -150,13 +140,13 @@ fn sysmon(s: &'static Sched) -> ! {
                 // spin-locked global allocator a nice-19 holder of the lock
                 // starved the Ms spinning for it (a 1 ms ticker stalled for
                 // 250 ms in tests/lto's thin build).
-                crate::symbols::init_staged(&|| s.async_preempt.store(true, Ordering::Release));
+                crate::symbols::init_staged(&|| s.set_async_preempt(true));
             });
         if let Err(e) = built {
             crate::fatal(&format!("cannot start the code-map thread: {e}"));
         }
     }
-    let slice = s.config.time_slice;
+    let slice = s.config().time_slice;
     let max_delay = MAX_DELAY.min(slice / 2).max(MIN_DELAY);
     let now = Instant::now();
     let mut ticks = vec![
@@ -174,7 +164,7 @@ fn sysmon(s: &'static Sched) -> ! {
     let mut last_trace = now;
     let mut last_scavenge = now;
     let mut last_maintenance = now;
-    let trace_every = Duration::from_millis(s.config.debug.schedtrace_ms);
+    let trace_every = Duration::from_millis(s.config().debug.schedtrace_ms);
     let mut dead_candidate = None;
     // When the earliest time slice running now ends (from retake).
     let mut slice_end: Option<Instant> = None;
@@ -204,7 +194,7 @@ fn sysmon(s: &'static Sched) -> ! {
             (_, Some(l)) if l < round => sleep_for(s, l, false),
             _ => sleep_for(s, round, false),
         }
-        if KICKED.swap(0, Ordering::AcqRel) != 0 {
+        if s.take_sysmon_kick() {
             idle = 0;
         }
         ROUNDS.fetch_add(1, Ordering::Relaxed);
@@ -220,13 +210,11 @@ fn sysmon(s: &'static Sched) -> ! {
         // Every P idle: maybe a deadlock (confirmed after a grace period),
         // else deep sleep (nothing to preempt or retake) — unless a timer is
         // already overdue: then start an M for it below instead.
-        if s.npidle.load(Ordering::SeqCst) as usize == s.procs()
-            && crate::timer::next_timer(s) > crate::timer::nanotime()
-        {
+        if s.idle_ps() == s.procs() && crate::timer::next_timer(s) > crate::timer::nanotime() {
             let recheck = crate::deadlock::sysmon_check(s, &mut dead_candidate);
             if trace_every.is_zero() {
-                s.sysmonwait.store(true, Ordering::SeqCst);
-                if s.npidle.load(Ordering::SeqCst) as usize == s.procs() {
+                s.set_sysmon_deep(true);
+                if s.idle_ps() == s.procs() {
                     let mut until = next_duty(s, last_scavenge, last_maintenance);
                     if let Some(r) = recheck {
                         until = until.min(r);
@@ -236,7 +224,7 @@ fn sysmon(s: &'static Sched) -> ! {
                     }
                     sleep_for(s, until, false);
                 }
-                s.sysmonwait.store(false, Ordering::SeqCst);
+                s.set_sysmon_deep(false);
                 idle = 0;
                 delay = MIN_DELAY;
             }
@@ -247,7 +235,7 @@ fn sysmon(s: &'static Sched) -> ! {
         // Overdue timers with nobody looking: start an M for an idle P
         // (it runs every P's expired timers while looking for work).
         if crate::timer::next_timer(s) <= crate::timer::nanotime()
-            && s.npidle.load(Ordering::SeqCst) > 0
+            && s.idle_ps() > 0
             && crate::sched::try_claim_spinner(s)
         {
             crate::sched::startm(s, None, true);
@@ -265,7 +253,7 @@ fn sysmon(s: &'static Sched) -> ! {
         }
 
         let now = Instant::now();
-        mon.follow_lost(s, s.async_preempt.load(Ordering::Acquire));
+        mon.follow_lost(s, s.async_preempt_on());
         let seen = retake(s, &mut ticks, &mut mon, now);
         slice_end = seen.slice_end;
         look_at = seen.look_at;
@@ -282,15 +270,15 @@ fn sysmon(s: &'static Sched) -> ! {
 
         if now.duration_since(last_scavenge) >= scavenge_every(s) {
             last_scavenge = now;
-            s.stacks.scavenge(s.config.scavenge_after);
+            s.stacks().scavenge(s.config().scavenge_after);
         }
-        if now.duration_since(last_maintenance) >= s.config.maintenance_period {
+        if now.duration_since(last_maintenance) >= s.config().maintenance_period {
             last_maintenance = now;
             crate::maintenance::start_maintenance();
         }
         if !trace_every.is_zero() && now.duration_since(last_trace) >= trace_every {
             last_trace = now;
-            crate::trace::schedtrace(s, s.config.debug.scheddetail);
+            crate::trace::schedtrace(s, s.config().debug.scheddetail);
         }
     }
 }
@@ -299,7 +287,7 @@ fn sysmon(s: &'static Sched) -> ! {
 fn next_duty(s: &Sched, last_scavenge: Instant, last_maintenance: Instant) -> Duration {
     let now = Instant::now();
     let scav = (last_scavenge + scavenge_every(s)).saturating_duration_since(now);
-    let maint = (last_maintenance + s.config.maintenance_period).saturating_duration_since(now);
+    let maint = (last_maintenance + s.config().maintenance_period).saturating_duration_since(now);
     scav.min(maint).max(MIN_DELAY)
 }
 
@@ -331,10 +319,10 @@ fn retake(
     let mut timer_late = false;
     let mut slice_end: Option<Instant> = None;
     let mut look_at: Option<u64> = None;
-    let slice = s.config.time_slice;
-    let async_ok = s.async_preempt.load(Ordering::Acquire);
+    let slice = s.config().time_slice;
+    let async_ok = s.async_preempt_on();
     let now_ns = crate::timer::nanotime();
-    for (pp, pd) in s.allp.iter().zip(ticks.iter_mut()) {
+    for (pp, pd) in s.allp().iter().zip(ticks.iter_mut()) {
         let status = pp.status.load(Ordering::SeqCst);
         // Whether the P's current time slice is used up (running, or
         // entered a syscall at the end of it: Go's `sysretake`).
@@ -369,9 +357,7 @@ fn retake(
         }
         if status == P_RUNNING {
             let mut end = pd.schedwhen + slice;
-            let mp = pp.m.load(Ordering::Acquire);
-            // SAFETY: Ms are never freed.
-            let mp = unsafe { mp.as_ref() };
+            let mp = pp.m_ref();
             // Whether the thread may be running (not sat in the kernel).
             let mut ran = true;
             if let (Some(mp), false) = (mp, tick_moved) {
@@ -420,7 +406,7 @@ fn retake(
             // Keep the P for a quick return if nothing waits for it and
             // someone else can look for work.
             if pp.runq.is_empty()
-                && s.nmspinning.load(Ordering::SeqCst) + s.npidle.load(Ordering::SeqCst) > 0
+                && s.spinning_ms() + s.idle_ps() > 0
                 && waited < SYSCALL_HANDOFF_ALWAYS
             {
                 continue;
@@ -455,6 +441,6 @@ fn retake(
 /// `scavenge_after` settings (tests), but not more than every 10ms.
 fn scavenge_every(s: &Sched) -> Duration {
     SCAVENGE_CHECK
-        .min(s.config.scavenge_after)
+        .min(s.config().scavenge_after)
         .max(Duration::from_millis(10))
 }

@@ -79,7 +79,7 @@ fn configure(opts: &TestOptions) {
         Err(crate::Error::AlreadyStarted) => {
             let s = crate::sched::sched();
             let procs_ok = opts.procs.is_none_or(|n| n == s.procs());
-            let slice_ok = opts.time_slice.is_none_or(|d| d == s.config.time_slice);
+            let slice_ok = opts.time_slice.is_none_or(|d| d == s.config().time_slice);
             if !(procs_ok && slice_ok) {
                 panic!(
                     "gort::test: the runtime of this process already runs with procs = {}, \
@@ -87,7 +87,7 @@ fn configure(opts: &TestOptions) {
                      process, so give every test of this test binary the same settings, or \
                      put this test in its own binary (tests/<name>.rs)",
                     s.procs(),
-                    s.config.time_slice,
+                    s.config().time_slice,
                     opts
                 );
             }

@@ -51,3 +51,9 @@ pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions; it does not return.
     unsafe { libc::_exit(code) }
 }
+
+/// The calling thread's kernel id (the `tgkill` target).
+pub(crate) fn gettid() -> libc::pid_t {
+    // SAFETY: gettid has no preconditions and cannot fail.
+    unsafe { libc::gettid() }
+}

@@ -26,9 +26,7 @@ use std::time::{Duration, Instant};
 /// Puts the calling goroutine to sleep for `d` without holding its thread.
 /// Outside a goroutine, sleeps the thread.
 pub fn sleep(d: Duration) {
-    let gp = crate::sched::getg();
-    // SAFETY: the current goroutine is alive while it runs.
-    if gp.is_null() || unsafe { (*gp).status() } == crate::g::G_SYSCALL {
+    if crate::sched::must_block_thread() {
         std::thread::sleep(d);
         return;
     }

@@ -255,7 +255,7 @@ fn clock_base() -> u64 {
         return base;
     }
     let s = crate::sched::sched();
-    let since_start = s.start_time.elapsed().as_nanos() as u64;
+    let since_start = s.since_start().as_nanos() as u64;
     let base = clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(since_start);
     // Racing first callers compute bases a few ns apart: keep one.
     match BASE.compare_exchange(u64::MAX, base, Ordering::Relaxed, Ordering::Relaxed) {
@@ -319,7 +319,7 @@ pub(crate) fn add_task_on(p: usize, when: u64, task: Arc<dyn TimerTask>, seq: u6
 /// that heap's earliest. Callable from any thread and from g0 (with or
 /// without a P).
 pub(crate) fn arm_on(p: usize, when: u64, action: TimerAction) {
-    if crate::sched::sched().allp[p].timers.add(when, action) {
+    if crate::sched::sched().allp()[p].timers.add(when, action) {
         timer_added(when);
     }
 }
@@ -334,7 +334,7 @@ pub(crate) fn add_task(when: u64, task: Arc<dyn TimerTask>, seq: u64) -> usize {
 /// A task armed on P `p` was stopped: its entry is dead (counted for
 /// compaction; see the module docs).
 pub(crate) fn stopped(p: usize) {
-    if let Some(pp) = crate::sched::sched().allp.get(p) {
+    if let Some(pp) = crate::sched::sched().allp().get(p) {
         pp.timers.dead.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -346,7 +346,7 @@ pub(crate) fn when_after(d: Duration) -> u64 {
 
 /// The earliest timer deadline over all Ps (u64::MAX: none).
 pub(crate) fn next_timer(s: &crate::sched::Sched) -> u64 {
-    s.allp
+    s.allp()
         .iter()
         .map(|p| p.timers.timer0.load(Ordering::Acquire))
         .min()
@@ -384,7 +384,7 @@ fn timer_added(when: u64) {
     crate::netpoll::timer_added(when);
     if when.saturating_add(TIMER_LATE_NS) < SYSMON_WAKE_AT.load(Ordering::SeqCst) {
         SYSMON_WAKE_AT.store(0, Ordering::SeqCst);
-        crate::sched::sched().sysmon_note.wakeup();
+        crate::sched::sched().sysmon_note().wakeup();
     }
 }
 

@@ -51,24 +51,22 @@ fn gstatus_name(st: u32) -> &'static str {
 /// Formats Go's `SCHED` line, and with `detail` a line per P, M and G.
 pub(crate) fn sched_report(s: &Sched, detail: bool) -> String {
     let mut out = String::new();
-    let ms = s.start_time.elapsed().as_millis();
-    let threads = s.mcount.load(Ordering::Relaxed) + 1; // + sysmon
+    let ms = s.since_start().as_millis();
+    let threads = s.thread_count() + 1; // + sysmon
     let _ = write!(
         out,
         "SCHED {ms}ms: gomaxprocs={} idleprocs={} threads={threads} spinningthreads={} \
          idlethreads={} runqueue={}",
         s.procs(),
-        s.npidle.load(Ordering::Relaxed),
-        s.nmspinning.load(Ordering::Relaxed),
-        s.nmidle.load(Ordering::Relaxed),
-        s.runqsize.load(Ordering::Relaxed),
+        s.idle_ps(),
+        s.spinning_ms(),
+        s.idle_ms().0,
+        s.global_runq_len(),
     );
     if detail {
-        let _ = writeln!(out, " sysmonwait={}", s.sysmonwait.load(Ordering::Relaxed));
-        for pp in s.allp.iter() {
-            let mp = pp.m.load(Ordering::Relaxed);
-            // SAFETY: Ms are never freed.
-            let mid = unsafe { mp.as_ref() }.map_or(-1, |m| m.id as i64);
+        let _ = writeln!(out, " sysmonwait={}", s.sysmon_deep());
+        for pp in s.allp().iter() {
+            let mid = pp.m_ref().map_or(-1, |m| m.id as i64);
             let _ = writeln!(
                 out,
                 "  P{}: status={} schedtick={} syscalltick={} m={mid} runqsize={} timers={}",
@@ -80,52 +78,47 @@ pub(crate) fn sched_report(s: &Sched, detail: bool) -> String {
                 pp.timers.len(),
             );
         }
-        for mp in s.allm.lock().iter() {
-            let pp = mp.p();
-            // SAFETY: Ps live forever in allp; Gs are never freed.
-            let pid = unsafe { pp.as_ref() }.map_or(-1, |p| p.id as i64);
-            let gp = mp.curg();
-            // SAFETY: curg, if non-null, points at a G, and Gs are never freed.
-            let gid = unsafe { gp.as_ref() }.map_or(-1, |g| g.id() as i64);
-            let lg = mp.lockedg.load(Ordering::Relaxed);
-            // SAFETY: lockedg, if non-null, points at a G, and Gs are never
-            // freed.
-            let lgid = unsafe { lg.as_ref() }.map_or(-1, |g| g.id() as i64);
-            let _ = writeln!(
-                out,
-                "  M{}: p={pid} curg={gid} spinning={} lockedg={lgid} procid={}",
-                mp.id,
-                mp.is_spinning(),
-                mp.procid.load(Ordering::Relaxed),
-            );
-        }
-        for &gp in s.allg.lock().iter() {
-            // SAFETY: Gs are never freed.
-            let g = unsafe { &*gp };
-            let st = g.status();
-            if st == G_IDLE {
-                continue;
+        s.with_ms(|ms| {
+            for mp in ms {
+                let pid = mp.p_ref().map_or(-1, |p| p.id as i64);
+                let gid = mp.curg_ref().map_or(-1, |g| g.id() as i64);
+                let lgid = mp.lockedg_ref().map_or(-1, |g| g.id() as i64);
+                let _ = writeln!(
+                    out,
+                    "  M{}: p={pid} curg={gid} spinning={} lockedg={lgid} procid={}",
+                    mp.id,
+                    mp.is_spinning(),
+                    mp.procid.load(Ordering::Relaxed),
+                );
             }
-            let lm = g.lockedm.load(Ordering::Relaxed);
-            // SAFETY: Ms are never freed.
-            let lmid = unsafe { lm.as_ref() }.map_or(-1, |m| m.id as i64);
-            let _ = writeln!(
-                out,
-                "  G{}{}: status={st}({}{}) lockedm={lmid} spawned at {}",
-                g.id(),
-                name_of(g),
-                gstatus_name(st),
-                if st == G_WAITING {
-                    format!(": {}", g.waitreason.get().as_str())
-                } else {
-                    String::new()
-                },
-                g.spawn_site.get(),
-            );
-        }
+        });
+        s.with_gs(|gs| {
+            for &g in gs {
+                let st = g.status();
+                if st == G_IDLE {
+                    continue;
+                }
+                let lm = g.lockedm.load(Ordering::Relaxed);
+                // SAFETY: Ms are never freed.
+                let lmid = unsafe { lm.as_ref() }.map_or(-1, |m| m.id as i64);
+                let _ = writeln!(
+                    out,
+                    "  G{}{}: status={st}({}{}) lockedm={lmid} spawned at {}",
+                    g.id(),
+                    name_of(g),
+                    gstatus_name(st),
+                    if st == G_WAITING {
+                        format!(": {}", g.waitreason.get().as_str())
+                    } else {
+                        String::new()
+                    },
+                    g.spawn_site.get(),
+                );
+            }
+        });
     } else {
         out.push_str(" [");
-        for (i, pp) in s.allp.iter().enumerate() {
+        for (i, pp) in s.allp().iter().enumerate() {
             if i > 0 {
                 out.push(' ');
             }
@@ -158,14 +151,12 @@ pub(crate) fn goroutine_dump_group(s: &Sched, group: u64) -> String {
 fn dump_where(s: &Sched, keep: impl Fn(&crate::g::G) -> bool) -> String {
     let now = crate::timer::nanotime();
     let mut out = String::new();
-    let gs: Vec<&'static crate::g::G> = s
-        .allg
-        .lock()
-        .iter()
-        // SAFETY: Gs are never freed; fields are read racily, for display.
-        .map(|&gp| unsafe { &*gp })
-        .filter(|g| !matches!(g.status(), G_IDLE | G_DEAD) && keep(g))
-        .collect();
+    let gs: Vec<&'static crate::g::G> = s.with_gs(|gs| {
+        gs.iter()
+            .copied()
+            .filter(|g| !matches!(g.status(), G_IDLE | G_DEAD) && keep(g))
+            .collect()
+    });
     // SAFETY: the current G, if any, is alive while it runs this.
     let asker = unsafe { crate::sched::getg().as_ref() }.map_or(0, |g| g.id());
     let traces = crate::traceback::collect(s, &gs, asker);

@@ -566,7 +566,7 @@ fn capture_in_kernel(mp: &M, g: &G, cache: &mut NativeCache) -> Option<Frames> {
 /// The M running `g`, if any.
 fn m_of(s: &crate::sched::Sched, g: &G) -> Option<&'static M> {
     let gp = g as *const G as *mut G;
-    s.allm.lock().iter().copied().find(|m| m.curg() == gp)
+    s.with_ms(|ms| ms.iter().copied().find(|m| m.curg() == gp))
 }
 
 /// For sysmon's `blockwarn`: the addresses of `g`'s frames while its
@@ -628,7 +628,7 @@ pub(crate) fn collect(s: &crate::sched::Sched, gs: &[&'static G], asker: u64) ->
         _ => true,
     };
     if gs.iter().any(|g| g.status() == G_RUNNING && wanted(g.id())) {
-        let ms: Vec<&'static M> = s.allm.lock().clone();
+        let ms: Vec<&'static M> = s.with_ms(<[_]>::to_vec);
         for mp in ms {
             if !mp.curg().is_null() {
                 if let Some(r) = capture_running(mp) {

@@ -115,9 +115,7 @@ pub(crate) fn check_p(mp: &'static M) -> bool {
     // which is fine: sysmon commits only for a thread blocked in a
     // syscall, and entering the kernel orders it.)
     std::sync::atomic::compiler_fence(Ordering::SeqCst);
-    let pp = mp.p();
-    // SAFETY: Ps live forever in `allp`.
-    let Some(p) = (unsafe { pp.as_ref() }) else {
+    let Some(p) = mp.p_ref() else {
         return false;
     };
     if p.status.load(Ordering::Acquire) == P_RUNNING
@@ -174,8 +172,7 @@ pub(crate) fn take_idle_p(mp: &'static M) -> bool {
 
 /// Clears the "blocked in the kernel" mark of the goroutine on `mp`.
 fn unmark(mp: &M) {
-    // SAFETY: Gs are never freed.
-    if let Some(g) = unsafe { mp.curg().as_ref() } {
+    if let Some(g) = mp.curg_ref() {
         if g.blocked_since.load(Ordering::Relaxed) != 0 {
             g.blocked_since.store(0, Ordering::Relaxed);
         }
@@ -385,10 +382,8 @@ fn local_work_waits(pp: &P, now: u64) -> bool {
 /// not g0 (the scheduler's own waits), no runtime lock or section
 /// (`locks`), status running. Only such a thread's P is ever taken.
 fn in_user_code(mp: &M) -> Option<(*mut G, &'static G)> {
-    let gp = mp.curg();
-    // SAFETY: Gs are never freed.
-    let g: &'static G = unsafe { gp.as_ref() }?;
-    (mp.locks.get() == 0 && g.status() == G_RUNNING).then_some((gp, g))
+    let g = mp.curg_ref()?;
+    (mp.locks.get() == 0 && g.status() == G_RUNNING).then_some((mp.curg(), g))
 }
 
 /// The handoff delay (ns) of a P that has work waiting, when it is
@@ -425,8 +420,8 @@ impl Monitor {
         Monitor {
             probe: Probe::default(),
             lost: Vec::new(),
-            handoff: s.config.unannounced_handoff.map(ns),
-            warn: s.config.debug.blockwarn_ms.map(|ms| ms * 1_000_000),
+            handoff: s.config().unannounced_handoff.map(ns),
+            warn: s.config().debug.blockwarn_ms.map(|ms| ms * 1_000_000),
         }
     }
 
@@ -563,9 +558,7 @@ impl Monitor {
         w: &mut Watch,
         now: u64,
     ) -> bool {
-        if self.handoff.is_none()
-            || !(local_work_waits(pp, now) || s.runqsize.load(Ordering::Relaxed) > 0)
-        {
+        if self.handoff.is_none() || !(local_work_waits(pp, now) || s.global_runq_len() > 0) {
             return false;
         }
         let since = if std::ptr::eq(w.m, mp) { w.since } else { now };
@@ -725,8 +718,7 @@ impl Monitor {
 
 /// Whether `mp` holds a P (as far as sysmon can tell).
 fn holds_p(mp: &M) -> bool {
-    // SAFETY: Ps live forever in `allp`.
-    unsafe { mp.p().as_ref() }.is_some_and(|p| {
+    mp.p_ref().is_some_and(|p| {
         p.status.load(Ordering::Acquire) == P_RUNNING
             && std::ptr::eq(p.m.load(Ordering::Acquire), mp)
     })

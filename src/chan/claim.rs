@@ -106,14 +106,6 @@ pub(super) fn wake_opt(w: Option<*const Claim>) {
     }
 }
 
-/// Whether the caller must block its thread rather than park: a plain
-/// thread, or a goroutine inside `syscall::blocking` (which has no P).
-pub(super) fn blocks_thread() -> bool {
-    let gp = crate::sched::getg();
-    // SAFETY: the current goroutine is alive while it runs.
-    gp.is_null() || unsafe { (*gp).status() } == crate::g::G_SYSCALL
-}
-
 /// The blocked party's side: everything it needs on its stack while its
 /// nodes are queued. Must not move once a node points at it (it is only
 /// ever used in place, through `&self`).
@@ -129,7 +121,7 @@ pub(super) struct Blocker {
 
 impl Blocker {
     pub(super) fn new(deadline: Option<Instant>) -> Blocker {
-        let thread = blocks_thread();
+        let thread = crate::sched::must_block_thread();
         Blocker {
             note: Note::new(),
             local: Claim::new(),
@@ -185,9 +177,9 @@ impl Blocker {
             // Same rule as Waiter's: after the first unlock below, nothing
             // of the goroutine's stack is touched.
             let timed = timer.is_some();
-            let gp = crate::sched::getg();
-            // SAFETY: the current goroutine (this one) is alive; owner write.
-            unsafe { (*gp).timed_wait.set(timed) };
+            if let Some(g) = crate::sched::current_g() {
+                g.timed_wait.set(timed);
+            }
             crate::sched::park(reason, &mut |gp| {
                 // On g0, the goroutine parked. Move everything off its
                 // stack before the first lock is released: from then on it
@@ -206,10 +198,10 @@ impl Blocker {
                 true
             });
             if timed {
-                let gp = crate::sched::getg();
-                // SAFETY: the goroutine is running again (it is the current G)
-                // and writes its own field.
-                unsafe { (*gp).timed_wait.set(false) };
+                // Running again (maybe on another M): the same G.
+                if let Some(g) = crate::sched::current_g() {
+                    g.timed_wait.set(false);
+                }
             }
         }
         claim.state.load(Ordering::Acquire)

@@ -155,10 +155,9 @@ impl Condvar {
         let p = crate::timer::add_task(crate::timer::when_after(timeout), alarm.clone(), 0);
         // For deadlock detection: this wait has a timer.
         let _hold = crate::group::Hold::current();
-        let gp = crate::sched::getg();
-        if !gp.is_null() {
-            // SAFETY: the current goroutine is alive; owner write.
-            unsafe { (*gp).timed_wait.set(true) };
+        let g = crate::sched::current_g();
+        if let Some(g) = g {
+            g.timed_wait.set(true);
         }
         self.wait_ticket(t);
         mutex.raw.lock(WaitReason::SyncMutexLock);
@@ -166,11 +165,10 @@ impl Condvar {
             lock: mutex,
             _not_auto: PhantomData,
         };
-        if !gp.is_null() {
-            let gp = crate::sched::getg();
-            // SAFETY: the goroutine is running again (it is the current G) and
-            // writes its own field.
-            unsafe { (*gp).timed_wait.set(false) };
+        // Running again, maybe on another M: still the same G, writing
+        // its own field.
+        if let Some(g) = g {
+            g.timed_wait.set(false);
         }
         // Disarm: after this the timer never touches `self` (it holds the
         // alarm's lock while it does).

@@ -48,8 +48,8 @@ pub(super) fn can_spin(iter: u32) -> bool {
     if pp.is_null() {
         return false;
     }
-    let busy = s.npidle.load(Ordering::Relaxed) + s.nmspinning.load(Ordering::Relaxed) + 1;
-    if s.procs() as u32 <= busy {
+    let busy = s.idle_ps() + s.spinning_ms() + 1;
+    if s.procs() <= busy {
         return false;
     }
     // SAFETY: Ps live as long as the runtime (the leaked `allp`); a stale

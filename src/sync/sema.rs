@@ -3,7 +3,7 @@
 //!
 //! Part of `gort::sync`; the algorithms are described in that module's docs.
 
-use crate::g::{WaitReason, G, G_SYSCALL};
+use crate::g::{WaitReason, G};
 use crate::note::Note;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -61,9 +61,7 @@ impl Node {
     /// possible there (`sched::park` would panic — after the primitive had
     /// counted the caller as a waiter, corrupting it for everyone else).
     pub(super) fn wait(&self, reason: WaitReason, publish: &mut dyn FnMut() -> bool) {
-        let gp = crate::sched::getg();
-        // SAFETY: the current goroutine is alive while it runs.
-        if gp.is_null() || unsafe { (*gp).status() } == G_SYSCALL {
+        if crate::sched::must_block_thread() {
             if publish() {
                 self.note.sleep();
             }
