@@ -373,7 +373,11 @@ fn is_global_alloc(name: &str) -> bool {
 
 /// Symbols of the allocator glue rustc generates (`__rust_alloc` calls
 /// `__rg_alloc`, the `#[global_allocator]`'s, or `__rdl_alloc`, the
-/// default one). Not Rust-mangled.
+/// default one). Older toolchains emit them unmangled; newer ones mangle
+/// them under a `__rustc` crate (`_RNv…7___rustc12___rust_alloc`, which
+/// demangles to `__rustc::__rust_alloc`: see `classify_demangled`). LTO
+/// inlines the `#[global_allocator]`'s methods into these shims, so they
+/// are where a spin-locked allocator holds its lock.
 fn is_alloc_shim(mangled: &str) -> bool {
     [
         "__rust_alloc",
@@ -398,6 +402,16 @@ fn classify_demangled(name: &str) -> Kind {
     }
     if is_global_alloc(name) {
         return Kind::Alloc;
+    }
+    if let Some(shim) = name.strip_prefix("__rustc::") {
+        // rustc's own generated symbols: the allocator shims are the
+        // allocator; the others (`__rust_alloc_error_handler`, ...) are
+        // runtime glue of the standard library.
+        return if is_alloc_shim(shim) {
+            Kind::Alloc
+        } else {
+            Kind::Std
+        };
     }
     let krate = first_crate(name);
     if krate == own_crate() {
@@ -518,6 +532,9 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     // std functions with global binding: std was linked as its own objects
     // (no LTO, or thin LTO). Fat LTO internalises them all.
     let mut std_globals = 0usize;
+    // std's default allocator (`__rdl_alloc`, plain or mangled under
+    // `__rustc`) is linked in: no `#[global_allocator]` of the program's.
+    let mut default_allocator = false;
     for sym in syms.chunks_exact(24) {
         let info = sym[4];
         let shndx = u16_at(sym, 6);
@@ -532,6 +549,7 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
             std::str::from_utf8(&s[..end]).ok()
         });
         let Some(name) = name else { continue };
+        default_allocator |= name.contains("__rdl_alloc");
         // Asm routines of ours are sized by FUNC_END; treat a zero size as
         // one byte so at least the entry is classified.
         let size = size.max(1);
@@ -567,12 +585,25 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
         }
         merged.push(r);
     }
+    // Whether the symbol table alone may enable preemption until the DWARF
+    // pass refines it. Not under fat LTO (no global std symbols: std's
+    // `println!` machinery sits inside the program's functions). Not with
+    // a `#[global_allocator]` of the program's when DWARF can show more:
+    // LTO (thin too) inlines the allocator shims, and the allocator's
+    // methods with them, into the program's functions, and a goroutine
+    // preempted there may hold the allocator's spin lock while every M
+    // spins for it in runtime code (seen: tests/lto's thin build hung).
+    // With std's allocator the lock is in libc's malloc, never
+    // preempted. Without DWARF the symbol table is all there is (README,
+    // Hazards).
+    let has_dwarf = matches!(named(".debug_info"), Ok(Some(d)) if !d.is_empty());
+    let alone = std_globals > 0 && (default_allocator || !has_dwarf);
     stage1(CodeMap {
         ranges: merged.clone(),
         inlined: Vec::new(),
-        trusted: std_globals > 0,
+        trusted: alone,
     });
-    if std_globals > 0 {
+    if alone {
         // The symbol table is enough to start preempting; the DWARF pass
         // only refines it (see `want_refinement`).
         wait_for_refinement_wanted();
@@ -720,6 +751,26 @@ mod tests {
         assert_eq!(classify("__rust_alloc"), Kind::Alloc);
         assert_eq!(classify("__rg_dealloc"), Kind::Alloc);
         assert_eq!(classify("__rdl_realloc"), Kind::Alloc);
+        // Newer toolchains mangle the shims under a `__rustc` crate (these
+        // are a thin-LTO build's, where `SpinAlloc::alloc` was inlined
+        // into them: classified `User`, a goroutine was preempted holding
+        // the allocator's spin lock and both Ms spun for it).
+        assert_eq!(
+            classify("_RNvCsfLfy6EI15iL_7___rustc12___rust_alloc"),
+            Kind::Alloc
+        );
+        assert_eq!(
+            classify("_RNvCsfLfy6EI15iL_7___rustc14___rust_dealloc"),
+            Kind::Alloc
+        );
+        assert_eq!(
+            classify("_RNvCsfLfy6EI15iL_7___rustc14___rust_realloc"),
+            Kind::Alloc
+        );
+        assert_ne!(
+            classify("_RNvCsfLfy6EI15iL_7___rustc26___rust_alloc_error_handler"),
+            Kind::User
+        );
         assert_eq!(
             classify_demangled("<gort::join::Packet<F,T> as gort::g::Task>::run"),
             Kind::Entry
