@@ -535,6 +535,11 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     // std's default allocator (`__rdl_alloc`, plain or mangled under
     // `__rustc`) is linked in: no `#[global_allocator]` of the program's.
     let mut default_allocator = false;
+    // The program's allocator has an out-of-line `GlobalAlloc::alloc`
+    // (unoptimised builds): its lock is taken in code the symbol table
+    // classifies. Optimised builds inline it into the shims and the shims
+    // into the program's functions, leaving no such symbol.
+    let mut allocator_out_of_line = false;
     for sym in syms.chunks_exact(24) {
         let info = sym[4];
         let shndx = u16_at(sym, 6);
@@ -550,6 +555,12 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
         });
         let Some(name) = name else { continue };
         default_allocator |= name.contains("__rdl_alloc");
+        if name.contains("GlobalAlloc") && !allocator_out_of_line {
+            allocator_out_of_line = rustc_demangle::try_demangle(name).is_ok_and(|d| {
+                let d = format!("{d:#}");
+                is_global_alloc(&d) && d.ends_with(">::alloc") && !d.contains("std::alloc::System")
+            });
+        }
         // Asm routines of ours are sized by FUNC_END; treat a zero size as
         // one byte so at least the entry is classified.
         let size = size.max(1);
@@ -588,16 +599,16 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     // Whether the symbol table alone may enable preemption until the DWARF
     // pass refines it. Not under fat LTO (no global std symbols: std's
     // `println!` machinery sits inside the program's functions). Not with
-    // a `#[global_allocator]` of the program's when DWARF can show more:
-    // LTO (thin too) inlines the allocator shims, and the allocator's
-    // methods with them, into the program's functions, and a goroutine
-    // preempted there may hold the allocator's spin lock while every M
-    // spins for it in runtime code (seen: tests/lto's thin build hung).
-    // With std's allocator the lock is in libc's malloc, never
-    // preempted. Without DWARF the symbol table is all there is (README,
-    // Hazards).
+    // an inlined `#[global_allocator]` of the program's when DWARF can show
+    // where: an optimised build (thin LTO or none) inlines the allocator
+    // shims, and the allocator's methods with them, into the program's
+    // functions, and a goroutine preempted there may hold the allocator's
+    // spin lock while every M spins for it in runtime code (seen: tests/lto's
+    // thin build hung). With std's allocator the lock is in libc's malloc,
+    // never preempted. Without DWARF the symbol table is all there is
+    // (README, Hazards).
     let has_dwarf = matches!(named(".debug_info"), Ok(Some(d)) if !d.is_empty());
-    let alone = std_globals > 0 && (default_allocator || !has_dwarf);
+    let alone = std_globals > 0 && (default_allocator || allocator_out_of_line || !has_dwarf);
     stage1(CodeMap {
         ranges: merged.clone(),
         inlined: Vec::new(),
