@@ -64,6 +64,12 @@ struct CodeMap {
     inlined: Vec<(usize, usize, Kind)>,
     /// Whether the map can be trusted for async preemption (see `load`).
     trusted: bool,
+    /// Functions holding inlined copies of a program allocator that takes
+    /// a lock in Rust code, sorted: an interrupted pc there is preemptible
+    /// only while every word of `alloc_locks` reads zero (see `load`).
+    alloc_spans: Vec<(usize, usize)>,
+    /// The allocator's lock words, (address, bytes), as its code names them.
+    alloc_locks: Vec<(usize, usize)>,
 }
 
 /// The current map: published once from the symbol table alone, then
@@ -147,6 +153,8 @@ pub(crate) fn init_staged(ready: &dyn Fn()) -> bool {
             ranges: Vec::new(),
             inlined: Vec::new(),
             trusted: false,
+            alloc_spans: Vec::new(),
+            alloc_locks: Vec::new(),
         }));
         if m.usable() && !readied {
             ready();
@@ -211,10 +219,12 @@ pub(crate) fn report() -> String {
         .find(|e| e.0 == Kind::User)
         .map_or(0, |e| e.1);
     format!(
-        "trusted for async preemption: {}; bytes by kind: {by_kind:?}; dwarf inline ranges: {}; user bytes in inlined unsafe code: {user_unsafe} of {user} ({:.1}% of user code stays preemptible)",
+        "trusted for async preemption: {}; bytes by kind: {by_kind:?}; dwarf inline ranges: {}; user bytes in inlined unsafe code: {user_unsafe} of {user} ({:.1}% of user code stays preemptible); functions with a locking allocator inlined: {}, its lock words: {}",
         map.trusted,
         map.inlined.len(),
         if user == 0 { 0.0 } else { 100.0 * (user - user_unsafe) as f64 / user as f64 },
+        map.alloc_spans.len(),
+        map.alloc_locks.len(),
     )
 }
 
@@ -222,7 +232,27 @@ pub(crate) fn report() -> String {
 /// optimised builds the goroutine's closure is inlined into the generic
 /// `Packet::run`, so its loops run under that symbol.
 pub(crate) fn pc_is_preemptible(pc: usize) -> bool {
-    kind_of(pc).preemptible()
+    if !kind_of(pc).preemptible() {
+        return false;
+    }
+    let Some(map) = map() else { return false };
+    let i = map.alloc_spans.partition_point(|s| s.1 <= pc);
+    if map.alloc_spans.get(i).is_none_or(|s| s.0 > pc) {
+        return true;
+    }
+    // In a function with the allocator inlined: this thread may be inside
+    // its critical section where the line table does not show it. Free
+    // lock words prove it is not (nobody holds the lock).
+    !map.alloc_locks.is_empty()
+        && map.alloc_locks.iter().all(|&(addr, len)| {
+            (0..len).all(|k| {
+                // SAFETY: `addr..addr + len` lies in a writable section of
+                // this executable (checked in `load`), mapped for the life
+                // of the process; a racy byte read of a lock word is what
+                // the check wants (a stale nonzero only rejects).
+                unsafe { std::ptr::read_volatile((addr + k) as *const u8) == 0 }
+            })
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -488,7 +518,7 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
         return None;
     }
     let sh = read(shoff, shentsize * shnum)?;
-    // (type, flags, offset, size, link, name offset)
+    // (type, flags, offset, size, link, name offset, address)
     let section = |i: usize| {
         let b = &sh[i * shentsize..];
         (
@@ -498,18 +528,19 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
             u64_at(b, 32),
             u32_at(b, 40),
             u32_at(b, 0) as usize,
+            u64_at(b, 16),
         )
     };
     let shstr = (shstrndx < shnum)
         .then(|| {
-            let (_, _, off, size, _, _) = section(shstrndx);
+            let (_, _, off, size, _, _, _) = section(shstrndx);
             read(off, size as usize)
         })
         .flatten()
         .unwrap_or_default();
     let named = |name: &str| -> Result<Option<&[u8]>, ()> {
         for i in 0..shnum {
-            let (_, flags, off, size, _, name_off) = section(i);
+            let (_, flags, off, size, _, name_off, _) = section(i);
             let n = shstr.get(name_off..).and_then(|s| {
                 let end = s.iter().position(|&c| c == 0)?;
                 Some(&s[..end])
@@ -524,8 +555,8 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
         Ok(None)
     };
     let symtab = (0..shnum).find(|&i| section(i).0 == SHT_SYMTAB)?;
-    let (_, _, sym_off, sym_size, strtab_idx, _) = section(symtab);
-    let (_, _, str_off, str_size, _, _) = section(strtab_idx as usize);
+    let (_, _, sym_off, sym_size, strtab_idx, _, _) = section(symtab);
+    let (_, _, str_off, str_size, _, _, _) = section(strtab_idx as usize);
     let syms = read(sym_off, sym_size as usize)?;
     let strs = read(str_off, str_size as usize)?;
     let mut ranges = Vec::new();
@@ -540,6 +571,9 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     // classifies. Optimised builds inline it into the shims and the shims
     // into the program's functions, leaving no such symbol.
     let mut allocator_out_of_line = false;
+    // The allocator shims' code (`__rust_alloc`, ...): where an optimised
+    // build inlines the program's allocator.
+    let mut shims: Vec<(usize, usize)> = Vec::new();
     for sym in syms.chunks_exact(24) {
         let info = sym[4];
         let shndx = u16_at(sym, 6);
@@ -571,6 +605,14 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
         };
         if kind == Kind::Std && info >> 4 != STB_LOCAL {
             std_globals += 1;
+        }
+        if kind == Kind::Alloc
+            && ["__rust_alloc", "__rust_dealloc", "__rust_realloc"]
+                .iter()
+                .any(|s| name.contains(s))
+            && !name.contains("error_handler")
+        {
+            shims.push((bias + value, size));
         }
         ranges.push((bias + value, bias + value + size, kind));
     }
@@ -613,6 +655,8 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
         ranges: merged.clone(),
         inlined: Vec::new(),
         trusted: alone,
+        alloc_spans: Vec::new(),
+        alloc_locks: Vec::new(),
     });
     if alone {
         // The symbol table is enough to start preempting; the DWARF pass
@@ -632,15 +676,133 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
             .take_while(|r| r.0 < hi)
             .any(|r| r.2.preemptible())
     };
+    // An inlined allocator that takes a lock in Rust code: the inlined
+    // ranges do not cover it all. LLVM merges the identical tails of the
+    // allocator's inlined copies (the call to `free` and the lock's
+    // release) into one block that the line table gives to the enclosing
+    // function: a goroutine preempted there holds the lock (seen in
+    // tests/lto's thin build: `movb $0, LOCK` after `call free`, outside
+    // every `__rust_dealloc` range). So in every function with an inlined
+    // copy of the allocator, a pc is preemptible only while the lock
+    // words the shims' atomic instructions name read zero; none found:
+    // never.
+    let allocator_locks = !default_allocator
+        && !allocator_out_of_line
+        && shims.iter().any(|&(lo, len)| {
+            // SAFETY: [lo, lo + len) is a function of this executable's
+            // text (a sized STT_FUNC symbol, moved by the load bias),
+            // mapped readable for the life of the process.
+            may_lock(unsafe { std::slice::from_raw_parts(lo as *const u8, len) })
+        });
+    let mut alloc_spans: Vec<(usize, usize)> = Vec::new();
+    let mut alloc_locks: Vec<(usize, usize)> = Vec::new();
     let (inlined, trusted) = match crate::dwarf::inline_ranges(&named, &classify, &wanted) {
-        crate::dwarf::Inline::Ranges(r) => (union(r, bias), true),
+        crate::dwarf::Inline::Ranges(r) => {
+            if allocator_locks {
+                for c in r.iter().filter(|c| c.2 == Kind::Alloc) {
+                    let at = c.0 + bias;
+                    let i = merged.partition_point(|f| f.1 <= at);
+                    if let Some(f) = merged.get(i).filter(|f| f.0 <= at) {
+                        alloc_spans.push((f.0, f.1));
+                    }
+                }
+                alloc_spans.sort_unstable();
+                alloc_spans.dedup();
+                let writable = writable_sections(&section, shnum, bias);
+                for &(lo, len) in &shims {
+                    // SAFETY: as for `may_lock` above: a sized function of
+                    // this executable's mapped text.
+                    let code = unsafe { std::slice::from_raw_parts(lo as *const u8, len) };
+                    for w in lock_words(code, lo) {
+                        if writable.iter().any(|s| w.0 >= s.0 && w.0 + w.1 <= s.1)
+                            && !alloc_locks.contains(&w)
+                        {
+                            alloc_locks.push(w);
+                        }
+                    }
+                }
+            }
+            (union(r, bias), true)
+        }
         crate::dwarf::Inline::Absent => (Vec::new(), std_globals > 0),
     };
     Some(CodeMap {
         ranges: merged,
         inlined,
         trusted,
+        alloc_spans,
+        alloc_locks,
     })
+}
+
+/// Whether machine code may take a lock: it holds an atomic
+/// read-modify-write. On x86_64 any `lock` prefix or `xchg` opcode byte
+/// (0xF0, 0x86, 0x87) counts, also where it is only part of another
+/// instruction: the answer errs towards "may lock". Elsewhere, always.
+fn may_lock(code: &[u8]) -> bool {
+    if cfg!(target_arch = "x86_64") {
+        code.iter().any(|b| matches!(b, 0xF0 | 0x86 | 0x87))
+    } else {
+        true
+    }
+}
+
+/// The memory words that the atomic read-modify-writes of x86_64 code at
+/// `base` address RIP-relatively (a spin lock in a static: `xchg`, `lock
+/// cmpxchg`, `lock xadd`), as (address, bytes). Found by pattern, not by
+/// decoding: `load` keeps only those in writable sections. Empty
+/// elsewhere (then no pc in an allocator span is preemptible).
+fn lock_words(code: &[u8], base: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    if !cfg!(target_arch = "x86_64") {
+        return out;
+    }
+    // A `lock` prefix just before i (a REX byte may sit between).
+    let locked = |i: usize| {
+        code[..i].ends_with(&[0xF0])
+            || (i >= 2 && code[i - 2] == 0xF0 && code[i - 1] & 0xF0 == 0x40)
+    };
+    for i in 0..code.len() {
+        // (opcode length, operand bytes) of an RMW opcode at i.
+        let (op, mut bytes) = match (code[i], code.get(i + 1)) {
+            (0x86, _) => (1, 1),
+            (0x87, _) => (1, 4),
+            (0x0F, Some(0xB0 | 0xC0)) if locked(i) => (2, 1),
+            (0x0F, Some(0xB1 | 0xC1)) if locked(i) => (2, 4),
+            _ => continue,
+        };
+        if bytes == 4 && i > 0 && code[i - 1] & 0xF8 == 0x48 {
+            bytes = 8; // REX.W
+        }
+        let Some(&modrm) = code.get(i + op) else {
+            continue;
+        };
+        if modrm & 0xC7 != 0x05 {
+            continue; // not [rip + disp32]
+        }
+        let Some(d) = code.get(i + op + 1..i + op + 5) else {
+            continue;
+        };
+        let disp = i32::from_le_bytes([d[0], d[1], d[2], d[3]]) as isize;
+        let next = base + i + op + 5;
+        out.push((next.wrapping_add_signed(disp), bytes));
+    }
+    out
+}
+
+/// The writable sections of the executable (`.data`, `.bss`, ...), moved
+/// by `bias`.
+fn writable_sections(
+    section: &dyn Fn(usize) -> (u32, u64, u64, u64, u32, usize, u64),
+    shnum: usize,
+    bias: usize,
+) -> Vec<(usize, usize)> {
+    const SHF_WRITE_ALLOC: u64 = 0x3;
+    (0..shnum)
+        .map(section)
+        .filter(|s| s.1 & SHF_WRITE_ALLOC == SHF_WRITE_ALLOC && s.6 != 0)
+        .map(|s| (bias + s.6 as usize, bias + (s.6 + s.3) as usize))
+        .collect()
 }
 
 /// Sorts `r`, moves it by `bias` and merges overlapping ranges (nested
@@ -782,6 +944,21 @@ mod tests {
             classify("_RNvCsfLfy6EI15iL_7___rustc26___rust_alloc_error_handler"),
             Kind::User
         );
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn lock_words_from_rip_relative_atomics() {
+        // mov $1,%al; xchg %al,0x173925(%rip) — a spin lock's acquire, as
+        // tests/lto's thin build inlines it.
+        let xchg = [0xB0, 0x01, 0x86, 0x05, 0x25, 0x39, 0x17, 0x00];
+        assert_eq!(lock_words(&xchg, 0x1000), vec![(0x1000 + 8 + 0x173925, 1)]);
+        // lock cmpxchg %rcx,0x10(%rip): 8 bytes; without `lock`, nothing.
+        let cas = [0xF0, 0x48, 0x0F, 0xB1, 0x0D, 0x10, 0x00, 0x00, 0x00];
+        assert_eq!(lock_words(&cas, 0x2000), vec![(0x2000 + 9 + 0x10, 8)]);
+        assert!(lock_words(&cas[1..], 0x2000).is_empty());
+        // xchg through a register (%rdi): not a static lock word.
+        assert!(lock_words(&[0x86, 0x07], 0).is_empty());
         assert_eq!(
             classify_demangled("<gort::join::Packet<F,T> as gort::g::Task>::run"),
             Kind::Entry

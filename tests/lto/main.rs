@@ -3,9 +3,10 @@
 //! everywhere, a `#[global_allocator]` with a spin lock), with a path
 //! dependency on gort.
 //!
-//! `print`: 8 goroutines println! lines with a slow Display under a 100 µs
-//! slice on 2 Ps; run.sh checks that every line is whole and that the run
-//! ends. `spin`: with one P, a spinning goroutine must be preempted by
+//! `print`: 8 goroutines println! lines with a slow Display under a
+//! 100 µs slice on 2 Ps; run.sh checks that every line is whole and that
+//! the run ends (`print-after-map`: the same, started once async
+//! preemption is on). `spin`: with one P, a spinning goroutine must be preempted by
 //! signal for a sleeper to run (when async preemption is on).
 //! `report`: gort's code-map summary.
 //! `blocking`: with one P, goroutines block in plain std calls (never
@@ -45,6 +46,17 @@ unsafe impl GlobalAlloc for SpinAlloc {
 
 #[global_allocator]
 static A: SpinAlloc = SpinAlloc(AtomicBool::new(false));
+
+/// Work between the prints, out of line: with this program's inlined
+/// spin-locked allocator, gort leaves every function that allocates alone,
+/// so this is where the print goroutines get preempted by signal.
+#[inline(never)]
+fn churn(mut x: u64) -> u64 {
+    for _ in 0..20_000 {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
+    x
+}
 
 struct Slow(u64);
 
@@ -105,19 +117,22 @@ fn main() {
             start(1);
             blocking();
         }
-        _ => {
+        mode => {
             start(2);
+            if mode == Some("print-after-map") {
+                // Where the map needs the DWARF first (fat LTO, or an
+                // inlined allocator like this one's), start once signal
+                // preemption is on, so that println! is preempted too.
+                while !gort::stats().async_preempt {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             gort::run(|| {
                 let hs: Vec<_> = (0..8u64)
                     .map(|g| {
                         gort::spawn(move || {
                             for i in 0..300u64 {
-                                let mut x = i;
-                                for _ in 0..20_000 {
-                                    x = std::hint::black_box(
-                                        x.wrapping_mul(6364136223846793005).wrapping_add(1),
-                                    );
-                                }
+                                std::hint::black_box(churn(i));
                                 let words: Vec<String> = (0..4).map(|w| format!("{w}")).collect();
                                 std::hint::black_box(&words);
                                 println!("g{g} line {i:05} {}", Slow(g * 1_000_000 + i));
