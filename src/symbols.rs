@@ -713,7 +713,12 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
                     // SAFETY: as for `may_lock` above: a sized function of
                     // this executable's mapped text.
                     let code = unsafe { std::slice::from_raw_parts(lo as *const u8, len) };
-                    for w in lock_words(code, lo) {
+                    let Some(words) = lock_words(code, lo) else {
+                        // A lock the map cannot read: the spans stay closed.
+                        alloc_locks.clear();
+                        break;
+                    };
+                    for w in words {
                         if writable.iter().any(|s| w.0 >= s.0 && w.0 + w.1 <= s.1)
                             && !alloc_locks.contains(&w)
                         {
@@ -736,26 +741,23 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
 }
 
 /// Whether machine code may take a lock: it holds an atomic
-/// read-modify-write. On x86_64 any `lock` prefix or `xchg` opcode byte
-/// (0xF0, 0x86, 0x87) counts, also where it is only part of another
-/// instruction: the answer errs towards "may lock". Elsewhere, always.
+/// read-modify-write on memory (on x86_64 by the patterns of
+/// `lock_words`, which err towards "yes"; elsewhere, always). mimalloc's
+/// and jemalloc's shims only call into C.
 fn may_lock(code: &[u8]) -> bool {
-    if cfg!(target_arch = "x86_64") {
-        code.iter().any(|b| matches!(b, 0xF0 | 0x86 | 0x87))
-    } else {
-        true
-    }
+    !cfg!(target_arch = "x86_64") || !matches!(lock_words(code, 0), Some(w) if w.is_empty())
 }
 
 /// The memory words that the atomic read-modify-writes of x86_64 code at
 /// `base` address RIP-relatively (a spin lock in a static: `xchg`, `lock
-/// cmpxchg`, `lock xadd`), as (address, bytes). Found by pattern, not by
-/// decoding: `load` keeps only those in writable sections. Empty
-/// elsewhere (then no pc in an allocator span is preemptible).
-fn lock_words(code: &[u8], base: usize) -> Vec<(usize, usize)> {
+/// cmpxchg`, `lock xadd`), as (address, bytes); None if one addresses
+/// memory through a register (a lock the map cannot find). Found by
+/// pattern, not by decoding: `load` keeps only words in writable sections.
+/// None elsewhere (then no pc in an allocator span is preemptible).
+fn lock_words(code: &[u8], base: usize) -> Option<Vec<(usize, usize)>> {
     let mut out = Vec::new();
     if !cfg!(target_arch = "x86_64") {
-        return out;
+        return None;
     }
     // A `lock` prefix just before i (a REX byte may sit between).
     let locked = |i: usize| {
@@ -777,8 +779,11 @@ fn lock_words(code: &[u8], base: usize) -> Vec<(usize, usize)> {
         let Some(&modrm) = code.get(i + op) else {
             continue;
         };
+        if modrm >> 6 == 3 {
+            continue; // register to register: no memory
+        }
         if modrm & 0xC7 != 0x05 {
-            continue; // not [rip + disp32]
+            return None; // memory through a register
         }
         let Some(d) = code.get(i + op + 1..i + op + 5) else {
             continue;
@@ -787,7 +792,7 @@ fn lock_words(code: &[u8], base: usize) -> Vec<(usize, usize)> {
         let next = base + i + op + 5;
         out.push((next.wrapping_add_signed(disp), bytes));
     }
-    out
+    Some(out)
 }
 
 /// The writable sections of the executable (`.data`, `.bss`, ...), moved
@@ -952,26 +957,21 @@ mod tests {
         // mov $1,%al; xchg %al,0x173925(%rip) — a spin lock's acquire, as
         // tests/lto's thin build inlines it.
         let xchg = [0xB0, 0x01, 0x86, 0x05, 0x25, 0x39, 0x17, 0x00];
-        assert_eq!(lock_words(&xchg, 0x1000), vec![(0x1000 + 8 + 0x173925, 1)]);
+        assert_eq!(
+            lock_words(&xchg, 0x1000),
+            Some(vec![(0x1000 + 8 + 0x173925, 1)])
+        );
+        assert!(may_lock(&xchg));
         // lock cmpxchg %rcx,0x10(%rip): 8 bytes; without `lock`, nothing.
         let cas = [0xF0, 0x48, 0x0F, 0xB1, 0x0D, 0x10, 0x00, 0x00, 0x00];
-        assert_eq!(lock_words(&cas, 0x2000), vec![(0x2000 + 9 + 0x10, 8)]);
-        assert!(lock_words(&cas[1..], 0x2000).is_empty());
-        // xchg through a register (%rdi): not a static lock word.
-        assert!(lock_words(&[0x86, 0x07], 0).is_empty());
-        assert_eq!(
-            classify_demangled("<gort::join::Packet<F,T> as gort::g::Task>::run"),
-            Kind::Entry
-        );
-        assert_eq!(
-            classify_demangled("std::panicking::catch_unwind::do_call"),
-            Kind::Entry
-        );
-        assert_eq!(classify_demangled("mystd::thing"), Kind::User);
-        assert_eq!(
-            classify_demangled("<&mut myapp::W as core::fmt::Write>::write_str"),
-            Kind::User
-        );
+        assert_eq!(lock_words(&cas, 0x2000), Some(vec![(0x2000 + 9 + 0x10, 8)]));
+        assert_eq!(lock_words(&cas[1..], 0x2000), Some(vec![]));
+        assert!(!may_lock(&cas[1..]));
+        // xchg through a register (%rdi): a lock the map cannot find.
+        assert_eq!(lock_words(&[0x86, 0x07], 0), None);
+        assert!(may_lock(&[0x86, 0x07]));
+        // xchg %al,%bl (register to register) locks nothing.
+        assert_eq!(lock_words(&[0x86, 0xC3], 0), Some(vec![]));
     }
 
     /// The kinds of the calling goroutine's frames, innermost first.
