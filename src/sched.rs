@@ -215,8 +215,9 @@ impl Sched {
         self.allp.len()
     }
 
-    // Read-only views for the modules around the scheduler (sysmon,
-    // deadlock detection, traces, stats). The counters are read SeqCst:
+    // What the modules around the scheduler (sysmon, deadlock detection,
+    // traces, stats, maintenance) may see and do; the lists and queues
+    // themselves change only in this module. The counters are read SeqCst:
     // sysmon and the deadlock check decide on them after the writers'
     // SeqCst updates (see "Spinning Ms"); on x86_64 that is a plain load.
 
