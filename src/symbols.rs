@@ -68,6 +68,9 @@ struct CodeMap {
     /// a lock in Rust code, sorted: an interrupted pc there is preemptible
     /// only while every word of `alloc_locks` reads zero (see `load`).
     alloc_spans: Vec<(usize, usize)>,
+    /// Such an allocator, and no DWARF to say where it is inlined: every
+    /// pc is gated on `alloc_locks`.
+    alloc_everywhere: bool,
     /// The allocator's lock words, (address, bytes), as its code names them.
     alloc_locks: Vec<(usize, usize)>,
 }
@@ -153,6 +156,7 @@ pub(crate) fn init_staged(ready: &dyn Fn()) -> bool {
             ranges: Vec::new(),
             inlined: Vec::new(),
             trusted: false,
+            alloc_everywhere: false,
             alloc_spans: Vec::new(),
             alloc_locks: Vec::new(),
         }));
@@ -219,11 +223,12 @@ pub(crate) fn report() -> String {
         .find(|e| e.0 == Kind::User)
         .map_or(0, |e| e.1);
     format!(
-        "trusted for async preemption: {}; bytes by kind: {by_kind:?}; dwarf inline ranges: {}; user bytes in inlined unsafe code: {user_unsafe} of {user} ({:.1}% of user code stays preemptible); functions with a locking allocator inlined: {}, its lock words: {}",
+        "trusted for async preemption: {}; bytes by kind: {by_kind:?}; dwarf inline ranges: {}; user bytes in inlined unsafe code: {user_unsafe} of {user} ({:.1}% of user code stays preemptible); functions with a locking allocator inlined: {}{}, its lock words: {}",
         map.trusted,
         map.inlined.len(),
         if user == 0 { 0.0 } else { 100.0 * (user - user_unsafe) as f64 / user as f64 },
         map.alloc_spans.len(),
+        if map.alloc_everywhere { " (no DWARF: every pc gated)" } else { "" },
         map.alloc_locks.len(),
     )
 }
@@ -237,7 +242,7 @@ pub(crate) fn pc_is_preemptible(pc: usize) -> bool {
     }
     let Some(map) = map() else { return false };
     let i = map.alloc_spans.partition_point(|s| s.1 <= pc);
-    if map.alloc_spans.get(i).is_none_or(|s| s.0 > pc) {
+    if !map.alloc_everywhere && map.alloc_spans.get(i).is_none_or(|s| s.0 > pc) {
         return true;
     }
     // In a function with the allocator inlined: this thread may be inside
@@ -638,25 +643,64 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
         }
         merged.push(r);
     }
+    // A `#[global_allocator]` of the program's that takes a lock in Rust
+    // code (its shims hold an atomic read-modify-write): an optimised
+    // build (thin LTO or none) inlines the shims, and the allocator's
+    // methods with them, into the program's functions, and a goroutine
+    // preempted there may hold the lock while every M spins for it in
+    // runtime code (seen: tests/lto's thin build hung). The DWARF's inlined
+    // ranges do not cover it all either: LLVM merges the identical tails of
+    // the inlined copies (the call to `free` and the lock's release) into
+    // one block that the line table gives to the enclosing function (seen:
+    // `movb $0, LOCK` after `call free`, outside every `__rust_dealloc`
+    // range). So in every function with an inlined copy (from the DWARF),
+    // or everywhere (no DWARF), a pc is preemptible only while the lock
+    // words the shims' atomics name read zero; none found: never. With
+    // std's allocator the lock is in libc's malloc, never preempted.
+    let allocator_locks = !default_allocator
+        && !allocator_out_of_line
+        && shims.iter().any(|&(lo, len)| {
+            // SAFETY: [lo, lo + len) is a function of this executable's
+            // text (a sized STT_FUNC symbol, moved by the load bias),
+            // mapped readable for the life of the process.
+            may_lock(unsafe { std::slice::from_raw_parts(lo as *const u8, len) })
+        });
+    let mut alloc_locks: Vec<(usize, usize)> = Vec::new();
+    if allocator_locks {
+        let writable = writable_sections(&section, shnum, bias);
+        for &(lo, len) in &shims {
+            // SAFETY: as for `may_lock` above: a sized function of this
+            // executable's mapped text.
+            let code = unsafe { std::slice::from_raw_parts(lo as *const u8, len) };
+            let Some(words) = lock_words(code, lo) else {
+                // A lock the map cannot read: the spans stay closed.
+                alloc_locks.clear();
+                break;
+            };
+            for w in words {
+                if writable.iter().any(|s| w.0 >= s.0 && w.0 + w.1 <= s.1)
+                    && !alloc_locks.contains(&w)
+                {
+                    alloc_locks.push(w);
+                }
+            }
+        }
+    }
+    // Gated everywhere, the symbol table needs the lock words.
+    let gate_ok = !allocator_locks || !alloc_locks.is_empty();
     // Whether the symbol table alone may enable preemption until the DWARF
-    // pass refines it. Not under fat LTO (no global std symbols: std's
-    // `println!` machinery sits inside the program's functions). Not with
-    // an inlined `#[global_allocator]` of the program's when DWARF can show
-    // where: an optimised build (thin LTO or none) inlines the allocator
-    // shims, and the allocator's methods with them, into the program's
-    // functions, and a goroutine preempted there may hold the allocator's
-    // spin lock while every M spins for it in runtime code (seen: tests/lto's
-    // thin build hung). With std's allocator the lock is in libc's malloc,
-    // never preempted. Without DWARF the symbol table is all there is
-    // (README, Hazards).
+    // pass refines it: not under fat LTO (no global std symbols: std's
+    // `println!` machinery sits inside the program's functions), not with
+    // an inlined allocator that DWARF can show.
     let has_dwarf = matches!(named(".debug_info"), Ok(Some(d)) if !d.is_empty());
     let alone = std_globals > 0 && (default_allocator || allocator_out_of_line || !has_dwarf);
     stage1(CodeMap {
         ranges: merged.clone(),
         inlined: Vec::new(),
-        trusted: alone,
+        trusted: alone && gate_ok,
+        alloc_everywhere: allocator_locks,
         alloc_spans: Vec::new(),
-        alloc_locks: Vec::new(),
+        alloc_locks: alloc_locks.clone(),
     });
     if alone {
         // The symbol table is enough to start preempting; the DWARF pass
@@ -676,65 +720,32 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
             .take_while(|r| r.0 < hi)
             .any(|r| r.2.preemptible())
     };
-    // An inlined allocator that takes a lock in Rust code: the inlined
-    // ranges do not cover it all. LLVM merges the identical tails of the
-    // allocator's inlined copies (the call to `free` and the lock's
-    // release) into one block that the line table gives to the enclosing
-    // function: a goroutine preempted there holds the lock (seen in
-    // tests/lto's thin build: `movb $0, LOCK` after `call free`, outside
-    // every `__rust_dealloc` range). So in every function with an inlined
-    // copy of the allocator, a pc is preemptible only while the lock
-    // words the shims' atomic instructions name read zero; none found:
-    // never.
-    let allocator_locks = !default_allocator
-        && !allocator_out_of_line
-        && shims.iter().any(|&(lo, len)| {
-            // SAFETY: [lo, lo + len) is a function of this executable's
-            // text (a sized STT_FUNC symbol, moved by the load bias),
-            // mapped readable for the life of the process.
-            may_lock(unsafe { std::slice::from_raw_parts(lo as *const u8, len) })
-        });
     let mut alloc_spans: Vec<(usize, usize)> = Vec::new();
-    let mut alloc_locks: Vec<(usize, usize)> = Vec::new();
-    let (inlined, trusted) = match crate::dwarf::inline_ranges(&named, &classify, &wanted) {
-        crate::dwarf::Inline::Ranges(r) => {
-            if allocator_locks {
-                for c in r.iter().filter(|c| c.2 == Kind::Alloc) {
-                    let at = c.0 + bias;
-                    let i = merged.partition_point(|f| f.1 <= at);
-                    if let Some(f) = merged.get(i).filter(|f| f.0 <= at) {
-                        alloc_spans.push((f.0, f.1));
-                    }
-                }
-                alloc_spans.sort_unstable();
-                alloc_spans.dedup();
-                let writable = writable_sections(&section, shnum, bias);
-                for &(lo, len) in &shims {
-                    // SAFETY: as for `may_lock` above: a sized function of
-                    // this executable's mapped text.
-                    let code = unsafe { std::slice::from_raw_parts(lo as *const u8, len) };
-                    let Some(words) = lock_words(code, lo) else {
-                        // A lock the map cannot read: the spans stay closed.
-                        alloc_locks.clear();
-                        break;
-                    };
-                    for w in words {
-                        if writable.iter().any(|s| w.0 >= s.0 && w.0 + w.1 <= s.1)
-                            && !alloc_locks.contains(&w)
-                        {
-                            alloc_locks.push(w);
+    let (inlined, trusted, alloc_everywhere) =
+        match crate::dwarf::inline_ranges(&named, &classify, &wanted) {
+            crate::dwarf::Inline::Ranges(r) => {
+                if allocator_locks {
+                    for c in r.iter().filter(|c| c.2 == Kind::Alloc) {
+                        let at = c.0 + bias;
+                        let i = merged.partition_point(|f| f.1 <= at);
+                        if let Some(f) = merged.get(i).filter(|f| f.0 <= at) {
+                            alloc_spans.push((f.0, f.1));
                         }
                     }
+                    alloc_spans.sort_unstable();
+                    alloc_spans.dedup();
                 }
+                (union(r, bias), true, false)
             }
-            (union(r, bias), true)
-        }
-        crate::dwarf::Inline::Absent => (Vec::new(), std_globals > 0),
-    };
+            crate::dwarf::Inline::Absent => {
+                (Vec::new(), std_globals > 0 && gate_ok, allocator_locks)
+            }
+        };
     Some(CodeMap {
         ranges: merged,
         inlined,
         trusted,
+        alloc_everywhere,
         alloc_spans,
         alloc_locks,
     })

@@ -2,7 +2,7 @@
 # Builds tests/lto/main.rs as a separate program with a path dependency on
 # gort, in the profiles users build with — fat LTO (`lto = "fat"` and
 # `lto = true`, `codegen-units = 1`), with and without line-tables
-# debuginfo, and thin LTO — and checks under a 100 µs time slice that
+# debuginfo, and thin LTO with and without — and checks under a 100 µs time slice that
 # every println! line comes out whole, that no run hangs, and that a
 # spinning goroutine is still preempted by signal where gort can see the
 # inlining (DWARF present), and that goroutines blocking in plain std
@@ -44,6 +44,12 @@ codegen-units = 1
 inherits = "release"
 lto = "thin"
 debug = "line-tables-only"
+
+# Thin LTO without debuginfo: gort cannot see where the allocator is
+# inlined, and gates every preemption on its lock being free.
+[profile.thin-nodebug]
+inherits = "release"
+lto = "thin"
 TOML
 
 # check_lines BIN MODE LABEL LINES RE: runs `BIN MODE` (60s at most); it
@@ -63,7 +69,7 @@ check_lines() {
 
 line_re='^g[0-7] line [0-9]{5} value [0-9]{20} checksum [0-9]{20}$'
 blocking_re='^g[0-5] step [0-9]{3} (slept|read [0-9]{6}|count [0-9]{6}|value [0-9]{20} checksum [0-9]{20})$'
-for profile in fat fat-nodebug thin; do
+for profile in fat fat-nodebug thin thin-nodebug; do
     echo "== lto-println: building profile $profile"
     (cd "$work" && cargo build -q --profile "$profile")
     bin="$work/target/$profile/lto-println"
@@ -71,12 +77,19 @@ for profile in fat fat-nodebug thin; do
     echo "$report"
     # Where DWARF is present, std code inlined into the program's functions
     # must show up in the code map (else the map sees only symbols).
-    if [ "$profile" != fat-nodebug ] && ! grep -qE 'trusted for async preemption: true.*inlined unsafe code: [1-9]' <<<"$report"; then
+    if [[ "$profile" != *-nodebug ]] && ! grep -qE 'trusted for async preemption: true.*inlined unsafe code: [1-9]' <<<"$report"; then
         echo "$profile: the code map did not see std code inlined into user functions" >&2
         fail=1
     fi
     if [ "$profile" = fat-nodebug ] && ! grep -q 'trusted for async preemption: false' <<<"$report"; then
         echo "$profile: fat LTO without DWARF must not be trusted for async preemption" >&2
+        fail=1
+    fi
+    # Thin LTO keeps std's symbols, but without DWARF gort cannot see where
+    # the spin-locked allocator is inlined: it must gate every preemption
+    # on the allocator's lock word.
+    if [ "$profile" = thin-nodebug ] && ! grep -qE 'trusted for async preemption: true.*every pc gated.*lock words: [1-9]' <<<"$report"; then
+        echo "$profile: expected a trusted map gated on the allocator's lock" >&2
         fail=1
     fi
     # With DWARF the print runs start once signal preemption is on (this
