@@ -16,7 +16,7 @@ pub(crate) fn start_maintenance() {
 
 fn maintenance() {
     let s = crate::sched::sched();
-    s.drain_idle_ps(|p| {
+    s.drain_idle_ps(|p, global_gfree| {
         // SAFETY: `drain_idle_ps` holds the sched lock, and an idle P
         // belongs to nobody then, so its caches are ours: (1) its stack
         // cache,
@@ -24,7 +24,7 @@ fn maintenance() {
         s.stacks().give(cache.drain(..));
         // (2) its free Gs.
         let gfree = unsafe { &mut *p.gfree.get() };
-        std::mem::take(gfree)
+        global_gfree.append(gfree);
     });
     s.stacks().scavenge(s.config().scavenge_after);
     // SAFETY: malloc_trim only releases free heap pages; always sound.

@@ -295,16 +295,16 @@ impl Sched {
         &self.stacks
     }
 
-    /// Calls `f` with each idle P and gives the dead Gs it returns to the
-    /// global free list, all under the sched lock: an idle P belongs to
-    /// nobody while the lock is held (taking it off the idle list needs
-    /// the lock), so `f` may empty its caches.
-    pub(crate) fn drain_idle_ps(&self, mut f: impl FnMut(&P) -> Vec<*mut G>) {
+    /// Calls `f` with each idle P and the global free-G list, all under
+    /// the sched lock: an idle P belongs to nobody while the lock is held
+    /// (taking it off the idle list needs the lock), so `f` may move its
+    /// caches out.
+    pub(crate) fn drain_idle_ps(&self, mut f: impl FnMut(&P, &mut Vec<*mut G>)) {
         let sl = self.lock.lock();
         let mut pp = sl.pidle;
         // SAFETY: the idle list links Ps of `allp`, which lives forever.
         while let Some(p) = unsafe { pp.as_ref() } {
-            self.gfree.lock().extend(f(p));
+            f(p, &mut self.gfree.lock());
             pp = p.link.get();
         }
     }

@@ -177,7 +177,8 @@ impl Blocker {
             // Same rule as Waiter's: after the first unlock below, nothing
             // of the goroutine's stack is touched.
             let timed = timer.is_some();
-            if let Some(g) = crate::sched::current_g() {
+            let me = crate::sched::current_g();
+            if let Some(g) = me {
                 g.timed_wait.set(timed);
             }
             crate::sched::park(reason, &mut |gp| {
@@ -198,8 +199,9 @@ impl Blocker {
                 true
             });
             if timed {
-                // Running again (maybe on another M): the same G.
-                if let Some(g) = crate::sched::current_g() {
+                // Running again (maybe on another M): still the same G,
+                // writing its own field.
+                if let Some(g) = me {
                     g.timed_wait.set(false);
                 }
             }
