@@ -173,16 +173,19 @@ pub(crate) fn init_staged(ready: &dyn Fn()) -> bool {
 /// The kind of the code at `pc`: its function's, unless `pc` lies in an
 /// inlined copy of code that is not preemptible. Async-signal-safe.
 pub(crate) fn kind_of(pc: usize) -> Kind {
-    let Some(map) = map() else {
-        return Kind::Foreign;
-    };
-    let kind = lookup(&map.ranges, pc).unwrap_or(Kind::Foreign);
-    if kind.preemptible() {
-        if let Some(inlined) = lookup(&map.inlined, pc) {
-            return inlined;
+    map().map_or(Kind::Foreign, |m| m.kind_of(pc))
+}
+
+impl CodeMap {
+    fn kind_of(&self, pc: usize) -> Kind {
+        let kind = lookup(&self.ranges, pc).unwrap_or(Kind::Foreign);
+        if kind.preemptible() {
+            if let Some(inlined) = lookup(&self.inlined, pc) {
+                return inlined;
+            }
         }
+        kind
     }
-    kind
 }
 
 /// The kind of the range in `r` (sorted, non-overlapping) holding `pc`.
@@ -237,10 +240,10 @@ pub(crate) fn report() -> String {
 /// optimised builds the goroutine's closure is inlined into the generic
 /// `Packet::run`, so its loops run under that symbol.
 pub(crate) fn pc_is_preemptible(pc: usize) -> bool {
-    if !kind_of(pc).preemptible() {
+    let Some(map) = map() else { return false };
+    if !map.kind_of(pc).preemptible() {
         return false;
     }
-    let Some(map) = map() else { return false };
     let i = map.alloc_spans.partition_point(|s| s.1 <= pc);
     if !map.alloc_everywhere && map.alloc_spans.get(i).is_none_or(|s| s.0 > pc) {
         return true;
@@ -577,7 +580,10 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     // into the program's functions, leaving no such symbol.
     let mut allocator_out_of_line = false;
     // The allocator shims' code (`__rust_alloc`, ...): where an optimised
-    // build inlines the program's allocator.
+    // build inlines the program's allocator. (Scanning every `Alloc`
+    // symbol instead lost a plain release build its one lock word: the
+    // byte patterns misread some other function as a lock through a
+    // register.)
     let mut shims: Vec<(usize, usize)> = Vec::new();
     for sym in syms.chunks_exact(24) {
         let info = sym[4];
@@ -657,32 +663,32 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     // or everywhere (no DWARF), a pc is preemptible only while the lock
     // words the shims' atomics name read zero; none found: never. With
     // std's allocator the lock is in libc's malloc, never preempted.
-    let allocator_locks = !default_allocator
-        && !allocator_out_of_line
-        && shims.iter().any(|&(lo, len)| {
-            // SAFETY: [lo, lo + len) is a function of this executable's
-            // text (a sized STT_FUNC symbol, moved by the load bias),
-            // mapped readable for the life of the process.
-            may_lock(unsafe { std::slice::from_raw_parts(lo as *const u8, len) })
-        });
+    let shim_words: Vec<Option<Vec<(usize, usize)>>> = if default_allocator || allocator_out_of_line
+    {
+        Vec::new()
+    } else {
+        shims
+            .iter()
+            .map(|&(lo, len)| {
+                // SAFETY: [lo, lo + len) is a function of this executable's
+                // text (a sized STT_FUNC symbol, moved by the load bias),
+                // mapped readable for the life of the process.
+                lock_words(
+                    unsafe { std::slice::from_raw_parts(lo as *const u8, len) },
+                    lo,
+                )
+            })
+            .collect()
+    };
+    let allocator_locks = shim_words.iter().any(may_lock);
     let mut alloc_locks: Vec<(usize, usize)> = Vec::new();
-    if allocator_locks {
+    // A lock the map cannot read (None): the spans stay closed.
+    if allocator_locks && shim_words.iter().all(Option::is_some) {
         let writable = writable_sections(&section, shnum, bias);
-        for &(lo, len) in &shims {
-            // SAFETY: as for `may_lock` above: a sized function of this
-            // executable's mapped text.
-            let code = unsafe { std::slice::from_raw_parts(lo as *const u8, len) };
-            let Some(words) = lock_words(code, lo) else {
-                // A lock the map cannot read: the spans stay closed.
-                alloc_locks.clear();
-                break;
-            };
-            for w in words {
-                if writable.iter().any(|s| w.0 >= s.0 && w.0 + w.1 <= s.1)
-                    && !alloc_locks.contains(&w)
-                {
-                    alloc_locks.push(w);
-                }
+        for w in shim_words.into_iter().flatten().flatten() {
+            if writable.iter().any(|s| w.0 >= s.0 && w.0 + w.1 <= s.1) && !alloc_locks.contains(&w)
+            {
+                alloc_locks.push(w);
             }
         }
     }
@@ -751,12 +757,12 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     })
 }
 
-/// Whether machine code may take a lock: it holds an atomic
-/// read-modify-write on memory (on x86_64 by the patterns of
-/// `lock_words`, which err towards "yes"; elsewhere, always). mimalloc's
-/// and jemalloc's shims only call into C.
-fn may_lock(code: &[u8]) -> bool {
-    !cfg!(target_arch = "x86_64") || !matches!(lock_words(code, 0), Some(w) if w.is_empty())
+/// Whether code with these `lock_words` may take a lock: it holds an
+/// atomic read-modify-write on memory (the patterns err towards "yes"), or
+/// the words could not be read (None; always off x86_64). mimalloc's and
+/// jemalloc's shims only call into C.
+fn may_lock(words: &Option<Vec<(usize, usize)>>) -> bool {
+    words.as_ref().is_none_or(|w| !w.is_empty())
 }
 
 /// The memory words that the atomic read-modify-writes of x86_64 code at
@@ -972,15 +978,15 @@ mod tests {
             lock_words(&xchg, 0x1000),
             Some(vec![(0x1000 + 8 + 0x173925, 1)])
         );
-        assert!(may_lock(&xchg));
+        assert!(may_lock(&lock_words(&xchg, 0)));
         // lock cmpxchg %rcx,0x10(%rip): 8 bytes; without `lock`, nothing.
         let cas = [0xF0, 0x48, 0x0F, 0xB1, 0x0D, 0x10, 0x00, 0x00, 0x00];
         assert_eq!(lock_words(&cas, 0x2000), Some(vec![(0x2000 + 9 + 0x10, 8)]));
         assert_eq!(lock_words(&cas[1..], 0x2000), Some(vec![]));
-        assert!(!may_lock(&cas[1..]));
+        assert!(!may_lock(&lock_words(&cas[1..], 0)));
         // xchg through a register (%rdi): a lock the map cannot find.
         assert_eq!(lock_words(&[0x86, 0x07], 0), None);
-        assert!(may_lock(&[0x86, 0x07]));
+        assert!(may_lock(&lock_words(&[0x86, 0x07], 0)));
         // xchg %al,%bl (register to register) locks nothing.
         assert_eq!(lock_words(&[0x86, 0xC3], 0), Some(vec![]));
     }
