@@ -91,9 +91,14 @@ pub(crate) fn inline_ranges(
 /// The kind of code from a source file, by where the file lives: std's
 /// sources (`.../library/std/...` of the toolchain) are `Std`, core's and
 /// alloc's `User` (no per-thread state), gort's own sources `Runtime`,
-/// everything else (the program, its dependencies) `User`.
+/// everything else (the program, its dependencies) `User`. Only gort's
+/// `src/` is gort's: a program built inside gort's directory
+/// (tests/lto's, under `target/`) is the program's.
 fn file_kind(path: &str) -> Kind {
-    if path.starts_with(env!("CARGO_MANIFEST_DIR")) && path.contains("/src/") {
+    if path
+        .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .is_some_and(|rest| rest.starts_with("/src/"))
+    {
         return Kind::Runtime;
     }
     if let Some(i) = path.find("/library/") {
@@ -376,4 +381,35 @@ fn name_kind<'a>(
             Some(classify(&n)).filter(|&k| k == Kind::Alloc)
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_kinds_by_where_the_file_lives() {
+        let gort = env!("CARGO_MANIFEST_DIR");
+        assert_eq!(file_kind(&format!("{gort}/src/sched.rs")), Kind::Runtime);
+        // tests/lto builds its program inside gort's directory: the
+        // program's code is the program's (it was classified as gort's,
+        // and so never preempted by signal).
+        assert_eq!(
+            file_kind(&format!("{gort}/target/lto-println/src/main.rs")),
+            Kind::User
+        );
+        assert_eq!(
+            file_kind(
+                "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/io/stdio.rs"
+            ),
+            Kind::Std
+        );
+        assert_eq!(
+            file_kind(
+                "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/core/src/num/mod.rs"
+            ),
+            Kind::User
+        );
+        assert_eq!(file_kind("/home/u/app/src/main.rs"), Kind::User);
+    }
 }

@@ -766,50 +766,58 @@ fn may_lock(words: &Option<Vec<(usize, usize)>>) -> bool {
 }
 
 /// The memory words that the atomic read-modify-writes of x86_64 code at
-/// `base` address RIP-relatively (a spin lock in a static: `xchg`, `lock
-/// cmpxchg`, `lock xadd`), as (address, bytes); None if one addresses
-/// memory through a register (a lock the map cannot find). Found by
-/// pattern, not by decoding: `load` keeps only words in writable sections.
-/// None elsewhere (then no pc in an allocator span is preemptible).
+/// `base` take a lock with, addressed RIP-relatively (a spin lock in a
+/// static: `xchg`, `lock cmpxchg`, `lock xadd`), as (address, bytes); None
+/// if one addresses memory through a register (a lock the map cannot
+/// find) or the code does not decode. The code (an allocator shim: a
+/// whole function, no data between its instructions) is decoded from its
+/// first byte to its last: an earlier scan matched opcode bytes instead
+/// and read the displacement byte 0x86 of one `xchg` as another `xchg`
+/// through a register — so, depending on where the linker put the lock,
+/// no word was kept and no function with the allocator inlined was ever
+/// preempted by signal (tests/lto's fat `spin` hung in some checkouts).
+/// Other locked instructions (`lock add`, `lock inc`, ...) count bytes,
+/// not owners: a counting allocator's statistics are not a lock. `load`
+/// keeps only words in writable sections. None off x86_64 (then no pc in
+/// an allocator span is preemptible).
+#[cfg(target_arch = "x86_64")]
 fn lock_words(code: &[u8], base: usize) -> Option<Vec<(usize, usize)>> {
+    use iced_x86::{Decoder, DecoderOptions, Instruction, MemorySize, Mnemonic, OpKind, Register};
     let mut out = Vec::new();
-    if !cfg!(target_arch = "x86_64") {
-        return None;
-    }
-    // A `lock` prefix just before i (a REX byte may sit between).
-    let locked = |i: usize| {
-        code[..i].ends_with(&[0xF0])
-            || (i >= 2 && code[i - 2] == 0xF0 && code[i - 1] & 0xF0 == 0x40)
-    };
-    for i in 0..code.len() {
-        // (opcode length, operand bytes) of an RMW opcode at i.
-        let (op, mut bytes) = match (code[i], code.get(i + 1)) {
-            (0x86, _) => (1, 1),
-            (0x87, _) => (1, 4),
-            (0x0F, Some(0xB0 | 0xC0)) if locked(i) => (2, 1),
-            (0x0F, Some(0xB1 | 0xC1)) if locked(i) => (2, 4),
-            _ => continue,
-        };
-        if bytes == 4 && i > 0 && code[i - 1] & 0xF8 == 0x48 {
-            bytes = 8; // REX.W
+    let mut decoder = Decoder::with_ip(64, code, base as u64, DecoderOptions::NONE);
+    let mut ins = Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut ins);
+        if ins.is_invalid() {
+            return None;
         }
-        let Some(&modrm) = code.get(i + op) else {
+        let takes_lock = match ins.mnemonic() {
+            // `xchg` with a memory operand is atomic without the prefix.
+            Mnemonic::Xchg => true,
+            Mnemonic::Cmpxchg | Mnemonic::Xadd => ins.has_lock_prefix(),
+            _ => false,
+        };
+        if !takes_lock || !(0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory) {
             continue;
-        };
-        if modrm >> 6 == 3 {
-            continue; // register to register: no memory
         }
-        if modrm & 0xC7 != 0x05 {
+        if ins.memory_base() != Register::RIP {
             return None; // memory through a register
         }
-        let Some(d) = code.get(i + op + 1..i + op + 5) else {
-            continue;
+        let bytes = match ins.memory_size() {
+            MemorySize::UInt8 | MemorySize::Int8 => 1,
+            MemorySize::UInt16 | MemorySize::Int16 => 2,
+            MemorySize::UInt32 | MemorySize::Int32 => 4,
+            MemorySize::UInt128 | MemorySize::Int128 => 16, // cmpxchg16b
+            _ => 8,
         };
-        let disp = i32::from_le_bytes([d[0], d[1], d[2], d[3]]) as isize;
-        let next = base + i + op + 5;
-        out.push((next.wrapping_add_signed(disp), bytes));
+        out.push((ins.ip_rel_memory_address() as usize, bytes));
     }
     Some(out)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn lock_words(_code: &[u8], _base: usize) -> Option<Vec<(usize, usize)>> {
+    None
 }
 
 /// The writable sections of the executable (`.data`, `.bss`, ...), moved
@@ -989,6 +997,26 @@ mod tests {
         assert!(may_lock(&lock_words(&[0x86, 0x07], 0)));
         // xchg %al,%bl (register to register) locks nothing.
         assert_eq!(lock_words(&[0x86, 0xC3], 0), Some(vec![]));
+        // The layout that hung tests/lto's fat `spin`: the displacement of
+        // an `xchg` holds 0x86, which is not another `xchg`.
+        let disp86 = [0xB0, 0x01, 0x86, 0x05, 0x86, 0x07, 0x17, 0x00, 0x84, 0xC0];
+        assert_eq!(
+            lock_words(&disp86, 0x43abb),
+            Some(vec![(0x43abb + 8 + 0x170786, 1)])
+        );
+        // A counter (`lock add`, `lock inc`) is not a lock; `lock xadd`
+        // is kept (a ticket lock takes its ticket so).
+        let counter = [0xF0, 0x48, 0x01, 0x05, 0x10, 0x00, 0x00, 0x00];
+        assert_eq!(lock_words(&counter, 0), Some(vec![]));
+        let xadd = [0xF0, 0x48, 0x0F, 0xC1, 0x05, 0x10, 0x00, 0x00, 0x00];
+        assert_eq!(
+            lock_words(&xadd, 0x3000),
+            Some(vec![(0x3000 + 9 + 0x10, 8)])
+        );
+        // Bytes that do not decode (`push %es` is not an x86_64
+        // instruction; an `xchg` cut short): nothing can be said.
+        assert_eq!(lock_words(&[0x06], 0), None);
+        assert_eq!(lock_words(&[0x86, 0x05, 0x00], 0), None);
     }
 
     /// The kinds of the calling goroutine's frames, innermost first.

@@ -82,8 +82,27 @@ watched() {
     done
     rc=0
     if kill -0 "$pid" 2>/dev/null; then
-        gdb -p "$pid" -batch -ex "thread apply all bt 12" >"$work/hang-${label// /-}.txt" 2>&1 || true
-        hangs+=("$work/hang-${label// /-}.txt")
+        # The runtime's counters and the program's allocator lock, twice
+        # half a second apart (do they still move?), then every stack.
+        local peek=() sym out="$work/hang-${label// /-}.txt"
+        for sym in $(nm "$bin" | awk '/ [bd] _ZN(4gort7preempt8REJECTED|4gort7preempt5ASYNC|4gort6sysmon16PREEMPT_REQUESTS|4gort6sysmon6ROUNDS|11lto_println1A)17h/ {print $3}'); do
+            peek+=(-ex "x/1gx &'$sym'")
+        done
+        gdb -p "$pid" -batch -ex "set language c" "${peek[@]}" >"$out" 2>&1 || true
+        sleep 0.5
+        gdb -p "$pid" -batch -ex "set language c" "${peek[@]}" -ex "thread apply all bt 12" >>"$out" 2>&1 || true
+        hangs+=("$out")
+        # SIGQUIT: gort prints every goroutine (state, wait reason, stack)
+        # to the run's stderr and exits with code 2.
+        kill -QUIT "$pid" 2>/dev/null || true
+        for ((i = 0; i < 20; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        {
+            echo "-- the run's stderr after SIGQUIT:"
+            tail -60 "$work/stderr"
+        } >>"$out"
         kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
         rc=124
@@ -123,6 +142,13 @@ for profile in fat fat-nodebug thin thin-nodebug; do
     if [ "$profile" = fat-nodebug ] && ! grep -q 'trusted for async preemption: false' <<<"$report"; then
         failed "$profile: fat LTO without DWARF must not be trusted for async preemption"
     fi
+    # This program's allocator takes a spin lock in a static: the map must
+    # find it (when it did not — its code was scanned for opcode bytes, and
+    # in some checkouts a displacement byte read as one — no function with
+    # the allocator inlined was preempted by signal, and `spin` hung).
+    if ! grep -qE 'lock words: 1$' <<<"$report"; then
+        failed "$profile: the code map did not find the allocator's one lock word"
+    fi
     # Thin LTO keeps std's symbols, but without DWARF gort cannot see where
     # the spin-locked allocator is inlined: it must gate every preemption
     # on the allocator's lock word.
@@ -160,7 +186,7 @@ done
 if [ "$fail" -ne 0 ]; then
     for h in "${hangs[@]}"; do
         echo "== $h (the threads of a hung run)" >&2
-        grep -E '^(Thread|#)' "$h" | cut -c1-160 >&2 || true
+        grep -vE '^\[|^(warning|Use|Using|[0-9]+\s)' "$h" | cut -c1-160 >&2 || true
     done
     printf 'lto-println: %s\n' "${failures[@]}" >&2
     echo "lto-println: FAILED" >&2
