@@ -765,25 +765,34 @@ fn may_lock(words: &Option<Vec<(usize, usize)>>) -> bool {
     words.as_ref().is_none_or(|w| !w.is_empty())
 }
 
-/// The memory words that the atomic read-modify-writes of x86_64 code at
-/// `base` take a lock with, addressed RIP-relatively (a spin lock in a
-/// static: `xchg`, `lock cmpxchg`, `lock xadd`), as (address, bytes); None
-/// if one addresses memory through a register (a lock the map cannot
-/// find) or the code does not decode. The code (an allocator shim: a
-/// whole function, no data between its instructions) is decoded from its
-/// first byte to its last: an earlier scan matched opcode bytes instead
-/// and read the displacement byte 0x86 of one `xchg` as another `xchg`
-/// through a register — so, depending on where the linker put the lock,
-/// no word was kept and no function with the allocator inlined was ever
-/// preempted by signal (tests/lto's fat `spin` hung in some checkouts).
-/// Other locked instructions (`lock add`, `lock inc`, ...) count bytes,
-/// not owners: a counting allocator's statistics are not a lock. `load`
-/// keeps only words in writable sections. None off x86_64 (then no pc in
-/// an allocator span is preemptible).
+/// The lock words of x86_64 code at `base` (an allocator shim), as
+/// (address, bytes): the statics its atomics take a lock with, addressed
+/// RIP-relatively. A word counts as a lock when the code takes it with an
+/// atomic read-modify-write (`xchg`, `lock cmpxchg`, `lock xadd`) *and*
+/// gives it back with a store (`mov`) or a swap (`xchg`): a spin lock's
+/// `swap(true)`/`store(false)`, a futex mutex's `compare_exchange`/
+/// `swap(0)`. A word only ever updated by read-modify-writes is a counter
+/// (a counting allocator's `fetch_add`, its peak's `fetch_max` loop): it
+/// never reads zero again, and gating on it left every function with the
+/// allocator inlined without signal preemption (a spinning goroutine there
+/// was never stopped). None if an `xchg` or `lock cmpxchg` addresses memory
+/// through a register (a lock the map cannot find) or the code does not
+/// decode.
+///
+/// The code (a whole function, no data between its instructions) is
+/// decoded from its first byte to its last: an earlier scan matched opcode
+/// bytes and read the displacement byte 0x86 of one `xchg` as another
+/// `xchg` through a register — so, depending on where the linker put the
+/// lock, no word was kept and no function with the allocator inlined was
+/// ever preempted by signal (tests/lto's fat `spin` hung in some
+/// checkouts). `load` keeps only words in writable sections. None off
+/// x86_64 (then no pc in an allocator span is preemptible).
 #[cfg(target_arch = "x86_64")]
 fn lock_words(code: &[u8], base: usize) -> Option<Vec<(usize, usize)>> {
     use iced_x86::{Decoder, DecoderOptions, Instruction, MemorySize, Mnemonic, OpKind, Register};
-    let mut out = Vec::new();
+    // Words taken by a read-modify-write, and words given back.
+    let mut taken: Vec<(usize, usize)> = Vec::new();
+    let mut given_back: Vec<usize> = Vec::new();
     let mut decoder = Decoder::with_ip(64, code, base as u64, DecoderOptions::NONE);
     let mut ins = Instruction::default();
     while decoder.can_decode() {
@@ -791,28 +800,43 @@ fn lock_words(code: &[u8], base: usize) -> Option<Vec<(usize, usize)>> {
         if ins.is_invalid() {
             return None;
         }
-        let takes_lock = match ins.mnemonic() {
+        let (rmw, release, counter) = match ins.mnemonic() {
             // `xchg` with a memory operand is atomic without the prefix.
-            Mnemonic::Xchg => true,
-            Mnemonic::Cmpxchg | Mnemonic::Xadd => ins.has_lock_prefix(),
-            _ => false,
+            Mnemonic::Xchg => (true, true, false),
+            Mnemonic::Cmpxchg => (ins.has_lock_prefix(), false, false),
+            Mnemonic::Xadd => (ins.has_lock_prefix(), false, true),
+            // A plain store into memory.
+            Mnemonic::Mov => (false, ins.op0_kind() == OpKind::Memory, false),
+            _ => (false, false, false),
         };
-        if !takes_lock || !(0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory) {
+        if !(rmw || release) || !(0..ins.op_count()).any(|i| ins.op_kind(i) == OpKind::Memory) {
             continue;
         }
         if ins.memory_base() != Register::RIP {
-            return None; // memory through a register
+            if rmw && !counter {
+                return None; // a lock through a register
+            }
+            continue;
         }
-        let bytes = match ins.memory_size() {
-            MemorySize::UInt8 | MemorySize::Int8 => 1,
-            MemorySize::UInt16 | MemorySize::Int16 => 2,
-            MemorySize::UInt32 | MemorySize::Int32 => 4,
-            MemorySize::UInt128 | MemorySize::Int128 => 16, // cmpxchg16b
-            _ => 8,
-        };
-        out.push((ins.ip_rel_memory_address() as usize, bytes));
+        let addr = ins.ip_rel_memory_address() as usize;
+        if release {
+            given_back.push(addr);
+        }
+        if rmw {
+            let bytes = match ins.memory_size() {
+                MemorySize::UInt8 | MemorySize::Int8 => 1,
+                MemorySize::UInt16 | MemorySize::Int16 => 2,
+                MemorySize::UInt32 | MemorySize::Int32 => 4,
+                MemorySize::UInt128 | MemorySize::Int128 => 16, // cmpxchg16b
+                _ => 8,
+            };
+            taken.push((addr, bytes));
+        }
     }
-    Some(out)
+    taken.retain(|w| given_back.contains(&w.0));
+    taken.sort_unstable();
+    taken.dedup();
+    Some(taken)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -987,11 +1011,15 @@ mod tests {
             Some(vec![(0x1000 + 8 + 0x173925, 1)])
         );
         assert!(may_lock(&lock_words(&xchg, 0)));
-        // lock cmpxchg %rcx,0x10(%rip): 8 bytes; without `lock`, nothing.
-        let cas = [0xF0, 0x48, 0x0F, 0xB1, 0x0D, 0x10, 0x00, 0x00, 0x00];
+        // lock cmpxchg %rcx,0x10(%rip) then xchg %rax,0x10(%rip) (give
+        // back by swap: 8 bytes); without `lock` and the swap, nothing.
+        let cas = [
+            0xF0, 0x48, 0x0F, 0xB1, 0x0D, 0x10, 0x00, 0x00, 0x00, 0x48, 0x87, 0x05, 0x09, 0x00,
+            0x00, 0x00,
+        ];
         assert_eq!(lock_words(&cas, 0x2000), Some(vec![(0x2000 + 9 + 0x10, 8)]));
-        assert_eq!(lock_words(&cas[1..], 0x2000), Some(vec![]));
-        assert!(!may_lock(&lock_words(&cas[1..], 0)));
+        assert_eq!(lock_words(&cas[1..9], 0x2000), Some(vec![]));
+        assert!(!may_lock(&lock_words(&cas[1..9], 0)));
         // xchg through a register (%rdi): a lock the map cannot find.
         assert_eq!(lock_words(&[0x86, 0x07], 0), None);
         assert!(may_lock(&lock_words(&[0x86, 0x07], 0)));
@@ -1004,15 +1032,23 @@ mod tests {
             lock_words(&disp86, 0x43abb),
             Some(vec![(0x43abb + 8 + 0x170786, 1)])
         );
-        // A counter (`lock add`, `lock inc`) is not a lock; `lock xadd`
-        // is kept (a ticket lock takes its ticket so).
+        // A counter is not a lock: `lock add`, and a `lock xadd` or a
+        // `lock cmpxchg` loop (fetch_max) on a word nothing stores back.
         let counter = [0xF0, 0x48, 0x01, 0x05, 0x10, 0x00, 0x00, 0x00];
         assert_eq!(lock_words(&counter, 0), Some(vec![]));
         let xadd = [0xF0, 0x48, 0x0F, 0xC1, 0x05, 0x10, 0x00, 0x00, 0x00];
-        assert_eq!(
-            lock_words(&xadd, 0x3000),
-            Some(vec![(0x3000 + 9 + 0x10, 8)])
-        );
+        assert_eq!(lock_words(&xadd, 0x3000), Some(vec![]));
+        assert!(!may_lock(&lock_words(&xadd, 0x3000)));
+        // A compare-and-swap lock given back by a store: lock cmpxchg
+        // %cl,0x10(%rip) at 0x2000 (word 0x2018), then movb $0,0x9(%rip)
+        // at 0x2008 (the same word).
+        let cas_lock = [
+            0xF0, 0x0F, 0xB0, 0x0D, 0x10, 0x00, 0x00, 0x00, 0xC6, 0x05, 0x09, 0x00, 0x00, 0x00,
+            0x00,
+        ];
+        assert_eq!(lock_words(&cas_lock, 0x2000), Some(vec![(0x2018, 1)]));
+        // A counter through a register is not a lock either.
+        assert_eq!(lock_words(&[0xF0, 0x48, 0x0F, 0xC1, 0x07], 0), Some(vec![]));
         // Bytes that do not decode (`push %es` is not an x86_64
         // instruction; an `xchg` cut short): nothing can be said.
         assert_eq!(lock_words(&[0x06], 0), None);

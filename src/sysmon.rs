@@ -410,10 +410,11 @@ fn retake(
                     }
                     // The goroutine just watched is being signalled off its
                     // thread, which was seen running (not in a system
-                    // call): a second look at it would find another
-                    // goroutine there (the next one gets its own first
-                    // look). At a 1ms slice that look was a wake-up of
-                    // its own per slice end.
+                    // call): a second look at it would most likely find
+                    // another goroutine there (which gets its own first
+                    // look); if the signal finds an unsafe point, the next
+                    // round watches it as before. At a 1ms slice that look
+                    // was a wake-up of its own per slice end.
                     if signal {
                         p_look_at = None;
                     }

@@ -9,7 +9,9 @@
 # calls (sleep, fs, a std Mutex) do not stall the only processor. Run by
 # .ci/run; about 2 minutes. A run that hangs is dumped with gdb (every
 # thread's stack) before it is killed; on failure the last lines printed
-# list every failed check and those dumps.
+# list every failed check and those dumps. A second program
+# (tests/lto/counting.rs) checks that a counting allocator's counters are
+# not taken for a lock.
 set -euo pipefail
 fail=0
 # Every failure is also kept here and printed again at the end, so that
@@ -25,7 +27,9 @@ failed() {
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 work="${LTO_WORK_DIR:-$root/target/lto-println}"
 mkdir -p "$work/src"
+mkdir -p "$work/src/bin"
 cp "$root/tests/lto/main.rs" "$work/src/main.rs"
+cp "$root/tests/lto/counting.rs" "$work/src/bin/counting.rs"
 cat > "$work/Cargo.toml" <<TOML
 [package]
 name = "lto-println"
@@ -180,6 +184,19 @@ for profile in fat fat-nodebug thin thin-nodebug; do
         if [ "$rc" -ne 0 ] || ! grep -q 'preempted_async=[1-9]' <<<"$msg"; then
             cat "$work/stderr"
             failed "$profile spin: exit $rc$(hung_note); $msg"
+        fi
+        # A counting allocator's counters are not a lock: its spinner must
+        # be preempted by signal too (gated on them, it never was).
+        counting="$work/target/$profile/counting"
+        if ! "$counting" report | grep -qE 'lock words: 0$'; then
+            failed "$profile counting: the code map took a counter for a lock"
+        fi
+        watched "$counting" spin "$profile counting"
+        msg=$(tail -1 "$work/stderr")
+        echo "$profile counting: exit $rc; $msg"
+        if [ "$rc" -ne 0 ] || ! grep -q 'preempted_async=[1-9]' <<<"$msg"; then
+            cat "$work/stderr"
+            failed "$profile counting: exit $rc$(hung_note); $msg"
         fi
     fi
 done

@@ -1,0 +1,74 @@
+//! A second program of tests/lto/run.sh: a counting `#[global_allocator]`
+//! (live bytes with `fetch_add`/`fetch_sub`, the peak with `fetch_max`),
+//! as memory-profiling users write them. Its atomics are counters, not a
+//! lock: gort must not gate signal preemption on them (they never read
+//! zero again). With one P and a 100 µs slice, a goroutine that spins
+//! without calls must still be preempted by signal for a sleeper to run;
+//! `report` prints gort's code-map summary.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to System; the counters are only statistics.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+        PEAK.fetch_max(now, Ordering::Relaxed);
+        // SAFETY: as the caller guarantees.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+        // SAFETY: as the caller guarantees.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("report") {
+        println!("{}", gort::__code_map_report());
+        return;
+    }
+    gort::Builder::new()
+        .procs(1)
+        .time_slice(Duration::from_micros(100))
+        .start()
+        .expect("start gort");
+    while !gort::stats().async_preempt {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    gort::run(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let h = gort::spawn(move || {
+            let mut x = 1u64;
+            while !s.load(Ordering::Relaxed) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            x
+        });
+        for _ in 0..50 {
+            gort::time::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+    });
+    let s = gort::stats();
+    eprintln!(
+        "counting: async_preempt={} preempted_async={} rejected={} peak_bytes={}",
+        s.async_preempt,
+        s.preempted_async,
+        s.preempt_rejected,
+        PEAK.load(Ordering::Relaxed)
+    );
+}
