@@ -7,9 +7,11 @@
 //! `report` prints gort's code-map summary.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+#[path = "../spin.rs"]
+mod spin;
 
 struct Counting;
 
@@ -44,25 +46,7 @@ fn main() {
         .time_slice(Duration::from_micros(100))
         .start()
         .expect("start gort");
-    while !gort::stats().async_preempt {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    gort::run(|| {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let h = gort::spawn(move || {
-            let mut x = 1u64;
-            while !s.load(Ordering::Relaxed) {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-            }
-            x
-        });
-        for _ in 0..50 {
-            gort::time::sleep(Duration::from_millis(1));
-        }
-        stop.store(true, Ordering::Relaxed);
-        h.join().unwrap();
-    });
+    spin::spin_beside_a_sleeper();
     let s = gort::stats();
     eprintln!(
         "counting: async_preempt={} preempted_async={} rejected={} peak_bytes={}",

@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod spin;
+
 struct SpinAlloc(AtomicBool);
 
 // SAFETY: forwards to System under a spin lock.
@@ -92,25 +94,7 @@ fn main() {
         Some("report") => println!("{}", gort::__code_map_report()),
         Some("spin") => {
             start(1);
-            while !gort::stats().async_preempt {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            gort::run(|| {
-                let stop = Arc::new(AtomicBool::new(false));
-                let s = stop.clone();
-                let h = gort::spawn(move || {
-                    let mut x = 1u64;
-                    while !s.load(Ordering::Relaxed) {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    }
-                    x
-                });
-                for _ in 0..50 {
-                    gort::time::sleep(Duration::from_millis(1));
-                }
-                stop.store(true, Ordering::Relaxed);
-                h.join().unwrap();
-            });
+            spin::spin_beside_a_sleeper();
             stats("spin");
         }
         Some("blocking") => {

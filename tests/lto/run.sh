@@ -29,6 +29,7 @@ work="${LTO_WORK_DIR:-$root/target/lto-println}"
 mkdir -p "$work/src"
 mkdir -p "$work/src/bin"
 cp "$root/tests/lto/main.rs" "$work/src/main.rs"
+cp "$root/tests/lto/spin.rs" "$work/src/spin.rs"
 cp "$root/tests/lto/counting.rs" "$work/src/bin/counting.rs"
 cat > "$work/Cargo.toml" <<TOML
 [package]
@@ -130,6 +131,19 @@ check_lines() {
     fi
 }
 
+# check_spin BIN LABEL: runs `BIN spin`; it must exit 0 after at least
+# one preemption by signal.
+check_spin() {
+    local bin=$1 label=$2 msg
+    watched "$bin" spin "$label"
+    msg=$(tail -1 "$work/stderr")
+    echo "$label: exit $rc; $msg"
+    if [ "$rc" -ne 0 ] || ! grep -q 'preempted_async=[1-9]' <<<"$msg"; then
+        cat "$work/stderr"
+        failed "$label: exit $rc$(hung_note); $msg"
+    fi
+}
+
 line_re='^g[0-7] line [0-9]{5} value [0-9]{20} checksum [0-9]{20}$'
 blocking_re='^g[0-5] step [0-9]{3} (slept|read [0-9]{6}|count [0-9]{6}|value [0-9]{20} checksum [0-9]{20})$'
 for profile in fat fat-nodebug thin thin-nodebug; do
@@ -178,26 +192,14 @@ for profile in fat fat-nodebug thin thin-nodebug; do
     fi
     check_lines "$bin" blocking "$profile blocking" 240 "$blocking_re"
     if [ "$profile" != fat-nodebug ]; then
-        watched "$bin" spin "$profile spin"
-        msg=$(tail -1 "$work/stderr")
-        echo "$profile spin: exit $rc; $msg"
-        if [ "$rc" -ne 0 ] || ! grep -q 'preempted_async=[1-9]' <<<"$msg"; then
-            cat "$work/stderr"
-            failed "$profile spin: exit $rc$(hung_note); $msg"
-        fi
+        check_spin "$bin" "$profile spin"
         # A counting allocator's counters are not a lock: its spinner must
         # be preempted by signal too (gated on them, it never was).
         counting="$work/target/$profile/counting"
         if ! "$counting" report | grep -qE 'lock words: 0$'; then
             failed "$profile counting: the code map took a counter for a lock"
         fi
-        watched "$counting" spin "$profile counting"
-        msg=$(tail -1 "$work/stderr")
-        echo "$profile counting: exit $rc; $msg"
-        if [ "$rc" -ne 0 ] || ! grep -q 'preempted_async=[1-9]' <<<"$msg"; then
-            cat "$work/stderr"
-            failed "$profile counting: exit $rc$(hung_note); $msg"
-        fi
+        check_spin "$counting" "$profile counting"
     fi
 done
 if [ "$fail" -ne 0 ]; then
