@@ -581,9 +581,9 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     let mut allocator_out_of_line = false;
     // The allocator shims' code (`__rust_alloc`, ...): where an optimised
     // build inlines the program's allocator. (Scanning every `Alloc`
-    // symbol instead lost a plain release build its one lock word: the
-    // byte patterns misread some other function as a lock through a
-    // register.)
+    // symbol instead lost a plain release build its one lock word, when
+    // `lock_words` still matched opcode bytes: it misread some other
+    // function as a lock through a register.)
     let mut shims: Vec<(usize, usize)> = Vec::new();
     for sym in syms.chunks_exact(24) {
         let info = sym[4];
@@ -757,10 +757,10 @@ fn load(stage1: &mut dyn FnMut(CodeMap)) -> Option<CodeMap> {
     })
 }
 
-/// Whether code with these `lock_words` may take a lock: it holds an
-/// atomic read-modify-write on memory (the patterns err towards "yes"), or
-/// the words could not be read (None; always off x86_64). mimalloc's and
-/// jemalloc's shims only call into C.
+/// Whether code with these `lock_words` may take a lock: it takes and
+/// gives back a word (see `lock_words`), or the words could not be read
+/// (None; always off x86_64). mimalloc's and jemalloc's shims only call
+/// into C.
 fn may_lock(words: &Option<Vec<(usize, usize)>>) -> bool {
     words.as_ref().is_none_or(|w| !w.is_empty())
 }
@@ -996,6 +996,19 @@ mod tests {
         );
         assert_ne!(
             classify("_RNvCsfLfy6EI15iL_7___rustc26___rust_alloc_error_handler"),
+            Kind::User
+        );
+        assert_eq!(
+            classify_demangled("<gort::join::Packet<F,T> as gort::g::Task>::run"),
+            Kind::Entry
+        );
+        assert_eq!(
+            classify_demangled("std::panicking::catch_unwind::do_call"),
+            Kind::Entry
+        );
+        assert_eq!(classify_demangled("mystd::thing"), Kind::User);
+        assert_eq!(
+            classify_demangled("<&mut myapp::W as core::fmt::Write>::write_str"),
             Kind::User
         );
     }
