@@ -73,18 +73,26 @@ hung_note() {
     if [ "$rc" -eq 124 ]; then echo " (hung)"; fi
 }
 
-# watched BIN MODE LABEL: runs `BIN MODE` with stdout in $work/stdout and
-# stderr in $work/stderr, and sets rc to its exit code. A run still going
-# after 60 s is a hang: every thread's stack goes to $work/hang-LABEL.txt
-# (printed again at the end), then it is killed and rc is 124.
-watched() {
-    local bin=$1 mode=$2 label=$3 pid i
-    "$bin" "$mode" >"$work/stdout" 2>"$work/stderr" &
-    pid=$!
-    for ((i = 0; i < 600; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+# wait_gone PID TENTHS: waits until process PID has ended, at most TENTHS
+# tenths of a second.
+wait_gone() {
+    local i
+    for ((i = 0; i < $2; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
         sleep 0.1
     done
+}
+
+# watched BIN MODE LABEL: runs `BIN MODE` with stdout in $work/stdout and
+# stderr in $work/stderr, and sets rc to its exit code. A run still going
+# after 60 s is a hang: gort's counters, every thread's stack and gort's
+# SIGQUIT goroutine dump go to $work/hang-LABEL.txt (printed again at the
+# end), then it is killed and rc is 124.
+watched() {
+    local bin=$1 mode=$2 label=$3 pid
+    "$bin" "$mode" >"$work/stdout" 2>"$work/stderr" &
+    pid=$!
+    wait_gone "$pid" 600
     rc=0
     if kill -0 "$pid" 2>/dev/null; then
         # The runtime's counters and the program's allocator lock, twice
@@ -100,10 +108,7 @@ watched() {
         # SIGQUIT: gort prints every goroutine (state, wait reason, stack)
         # to the run's stderr and exits with code 2.
         kill -QUIT "$pid" 2>/dev/null || true
-        for ((i = 0; i < 20; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
+        wait_gone "$pid" 20
         {
             echo "-- the run's stderr after SIGQUIT:"
             tail -60 "$work/stderr"
